@@ -1,0 +1,40 @@
+"""genlab: train, sample, evaluate and compare generative models on real data.
+
+    import genlab
+    data = genlab.load_dataset("fashion-mnist")
+    model = genlab.create("vae", data.spec, latent_dim=16)
+    run = genlab.train(model, data, epochs=5, out="runs/vae")
+    x = genlab.load("runs/vae").sample(64, seed=0)
+
+Heavy modules (torch, the families) load on first use, so `import genlab` stays fast.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["load_dataset", "create", "train", "load", "evaluate", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "load_dataset":
+        from .data import load_dataset
+
+        return load_dataset
+    if name == "create":
+        from .models import create
+
+        return create
+    if name == "load":
+        from .models import load_model
+
+        return load_model
+    if name == "train":
+        from .train.trainer import train
+
+        return train
+    if name == "evaluate":
+        from .evaluate import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'genlab' has no attribute '{name}'")

@@ -1,0 +1,174 @@
+"""The user's own data: `folder:PATH` (images, one sub-folder per class or flat), `npz:PATH`, `csv:PATH`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import GenlabError
+from .builtin import Split, _vectors
+from .dataset import images_from_uint8, split_indices
+from .spec import Column, DataSpec
+
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def _existing(path: str, what: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise GenlabError(f"{what} not found: {p}")
+    return p
+
+
+def load_folder(path: str, size: int | None = None, test_fraction: float = 0.1) -> tuple[Split, Split, DataSpec]:
+    """Images under PATH/<class>/*.png (labelled) or PATH/*.png (unlabelled). Mixed sizes need `size=N`."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = _existing(path, "image folder")
+    if not root.is_dir():
+        raise GenlabError(f"folder: expects a directory, {root} is a file; use npz: or csv: for files")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    entries: list[tuple[Path, int]] = []
+    for label, d in enumerate(classes or [None]):
+        folder = root / d if d is not None else root
+        for f in sorted(folder.iterdir()):
+            if f.suffix.lower() in IMAGE_EXT:
+                entries.append((f, label if classes else -1))
+    if len(entries) < 2:
+        raise GenlabError(f"{root} holds {len(entries)} images ({', '.join(sorted(IMAGE_EXT))}); need at least 2")
+    images = []
+    for f, _ in entries:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                images.append(im.copy())
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            raise GenlabError(f"cannot read image {f} ({type(e).__name__}); remove or replace it") from None
+    grey = all(im.mode in ("1", "L", "LA", "I", "I;16") for im in images)
+    sizes = {im.size for im in images}
+    if size is None and len(sizes) > 1:
+        (a, _), im_a = entries[0], images[0]
+        (b, _), im_b = next((e, im) for e, im in zip(entries, images) if im.size != im_a.size)
+        sa, sb = im_a.size, im_b.size
+        raise GenlabError(f"mixed image sizes in {root}: {a.name} is {sa[0]}x{sa[1]}, {b.name} is {sb[0]}x{sb[1]}; "
+                          f"resize them or pass --set data.size=N to resize on load")
+    arrays = []
+    for im in images:
+        im = im.convert("L" if grey else "RGB")
+        if size is not None:
+            im = im.resize((int(size), int(size)), Image.BICUBIC)
+        arrays.append(np.asarray(im, dtype=np.uint8))
+    x = images_from_uint8(np.stack(arrays))
+    y = torch.tensor([lab for _, lab in entries])
+    tr, te = split_indices(len(entries), test_fraction, seed=0)
+    spec = DataSpec(f"folder:{root}", "image", tuple(x.shape[1:]), len(classes) or None, classes or None, levels=256)
+    yy = y if classes else None
+    return (x[tr], None if yy is None else yy[tr]), (x[te], None if yy is None else yy[te]), spec
+
+
+def _check_finite(a: np.ndarray, where: str) -> None:
+    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+        i = int(np.argwhere(~np.isfinite(a))[0][0])
+        raise GenlabError(f"{where} holds NaN or inf (first at row {i}); clean or drop those rows")
+
+
+def load_npz(path: str, test_fraction: float = 0.1) -> tuple[Split, Split, DataSpec]:
+    """Arrays `x` (and optional `y`, `x_test`, `y_test`). uint8 (N,H,W[,C]) or (N,C,H,W) are images; (N,D) vectors."""
+    p = _existing(path, "npz file")
+    try:
+        z = np.load(p, allow_pickle=False)
+        arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError) as e:
+        raise GenlabError(f"cannot read {p} as .npz ({e}); save it with numpy.savez") from None
+    if "x" not in arrays:
+        raise GenlabError(f"{p} has no array named 'x' (found: {', '.join(arrays) or 'none'}); save with np.savez(f, x=..., y=...)")
+    x, y = arrays["x"], arrays.get("y")
+    _check_finite(x, str(p))
+    if y is not None and len(y) != len(x):
+        raise GenlabError(f"{p}: 'y' has {len(y)} labels for {len(x)} rows of 'x'")
+    if "x_test" in arrays:
+        xtr, ytr, xte, yte = x, y, arrays["x_test"], arrays.get("y_test")
+    else:
+        tr, te = split_indices(len(x), test_fraction)
+        xtr, xte = x[tr], x[te]
+        ytr, yte = (y[tr], y[te]) if y is not None else (None, None)
+    classes = int(max(ytr.max(), yte.max() if yte is not None else 0)) + 1 if ytr is not None else None
+    if x.ndim == 2:
+        return _vectors(f"npz:{p}", "vector", xtr.astype(np.float64), ytr, xte.astype(np.float64), yte, classes)
+    if x.ndim not in (3, 4):
+        raise GenlabError(f"{p}: 'x' has shape {x.shape}; expected (N, D) vectors or (N, H, W[, C]) images")
+
+    def to_img(a: np.ndarray) -> torch.Tensor:
+        if a.ndim == 4 and a.shape[1] in (1, 3) and a.shape[3] not in (1, 3):
+            a = a.transpose(0, 2, 3, 1)
+        if a.dtype == np.uint8:
+            return images_from_uint8(a)
+        lo, hi = float(a.min()), float(a.max())
+        if lo >= 0 and hi <= 1:
+            return images_from_uint8(np.round(a * 255).astype(np.uint8))
+        if lo >= -1 and hi <= 1:
+            return images_from_uint8(np.round((a + 1) * 127.5).astype(np.uint8))
+        raise GenlabError(f"{p}: float images must lie in [0, 1] or [-1, 1], found [{lo:g}, {hi:g}]; or save uint8")
+
+    xt, xs = to_img(xtr), to_img(xte)
+    lab = lambda a: None if a is None else torch.from_numpy(a.astype(np.int64))
+    spec = DataSpec(f"npz:{p}", "image", tuple(xt.shape[1:]), classes, levels=256)
+    return (xt, lab(ytr)), (xs, lab(yte)), spec
+
+
+def load_csv(path: str, target: str | None = None, test_fraction: float = 0.2) -> tuple[Split, Split, DataSpec]:
+    """A table; text columns are categorical (one-hot), `target=COL` gives class labels."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise GenlabError("csv: data needs pandas: pip install 'genlab[tables]'") from None
+    p = _existing(path, "csv file")
+    try:
+        df = pd.read_csv(p)
+    except (ValueError, OSError, pd.errors.ParserError) as e:
+        raise GenlabError(f"cannot parse {p} as CSV ({str(e).splitlines()[0]})") from None
+    if df.empty:
+        raise GenlabError(f"{p} has no rows")
+    y = class_names = None
+    if target is not None:
+        if target not in df.columns:
+            raise GenlabError(f"target column '{target}' not in {p}; columns: {', '.join(map(str, df.columns))}")
+        codes, uniques = pd.factorize(df.pop(target), sort=True)
+        if (codes < 0).any():
+            raise GenlabError(f"target column '{target}' has a missing value at row {int(np.argmax(codes < 0))}")
+        y, class_names = codes.astype(np.int64), [str(u) for u in uniques]
+    cols, blocks = [], []
+    for name in df.columns:
+        s = df[name]
+        bad = s.isna().to_numpy()
+        if s.dtype.kind in "fiub":
+            bad |= ~np.isfinite(s.to_numpy(dtype=np.float64))
+        if bad.any():
+            raise GenlabError(f"column '{name}' of {p} has a missing, NaN or inf value at row {int(np.argmax(bad))}; "
+                              "fill or drop it")
+        if s.dtype.kind in "fiub":
+            cols.append(Column(str(name)))
+            blocks.append(s.to_numpy(dtype=np.float64)[:, None])
+        else:
+            cats = sorted(map(str, s.unique()))
+            cols.append(Column(str(name), "categorical", cats))
+            blocks.append((s.astype(str).to_numpy()[:, None] == np.asarray(cats)[None]).astype(np.float64))
+    data = np.concatenate(blocks, 1)
+    tr, te = split_indices(len(data), test_fraction)
+    ysplit = (y[tr], y[te]) if y is not None else (None, None)
+    (xt, yt), (xs, ys), spec = _vectors(f"csv:{p}", "table", data[tr], ysplit[0], data[te], ysplit[1],
+                                        len(class_names) if class_names else None, class_names, cols)
+    # one-hot blocks stay 0/1: standardising them would break argmax decoding of categories
+    i = 0
+    for c in cols:
+        if c.type == "categorical":
+            mean, std = np.asarray(spec.mean), np.asarray(spec.std)
+            sl = slice(i, i + c.width)
+            xt[:, sl] = torch.from_numpy(data[tr][:, sl]).float()
+            xs[:, sl] = torch.from_numpy(data[te][:, sl]).float()
+            mean[sl], std[sl] = 0.0, 1.0
+            spec.mean, spec.std = mean.tolist(), std.tolist()
+        i += c.width
+    return (xt, yt), (xs, ys), spec

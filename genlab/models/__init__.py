@@ -1,0 +1,69 @@
+"""Model registry: `create(kind, spec, **config)`, `available()`, `load(dir)`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from ..config import from_dict
+from ..data.spec import DataSpec
+from ..errors import GenlabError
+from .autoencoder import Autoencoder, DenoisingAutoencoder
+from .base import CAPABILITIES, GenerativeModel, read_json
+from .vae import VAE
+
+REGISTRY: dict[str, type[GenerativeModel]] = {c.kind: c for c in (Autoencoder, DenoisingAutoencoder, VAE)}
+
+__all__ = ["REGISTRY", "CAPABILITIES", "GenerativeModel", "create", "available", "load_model", "model_class"]
+
+
+def model_class(kind: str) -> type[GenerativeModel]:
+    if kind not in REGISTRY:
+        import difflib
+
+        close = difflib.get_close_matches(kind, list(REGISTRY), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise GenlabError(f"unknown model kind '{kind}': {hint}available: {', '.join(REGISTRY)} (see `genlab models`)")
+    return REGISTRY[kind]
+
+
+def create(kind: str, spec: DataSpec, **config: Any) -> GenerativeModel:
+    """Build a model of `kind` for data described by `spec` (a DataSpec or a dataset with .spec)."""
+    spec = getattr(spec, "spec", spec)
+    cls = model_class(kind)
+    return cls(spec, from_dict(cls.Config, config, where=kind))
+
+
+def available() -> list[dict[str, Any]]:
+    """Every kind with its family, capabilities and options (name -> default)."""
+    out = []
+    for kind, cls in REGISTRY.items():
+        opts = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                for f in dataclasses.fields(cls.Config)}
+        out.append({"kind": kind, "family": cls.family, "capabilities": cls.capability_names(),
+                    "log_prob": cls.log_prob_type or None, "options": opts})
+    return out
+
+
+def load_model(directory: str | Path, weights: str = "auto", device: str = "cpu") -> GenerativeModel:
+    """Rebuild a saved model: config.json + model.safetensors (or ema.safetensors)."""
+    from ..train.checkpoint import load_tensors
+
+    d = Path(directory)
+    if not (d / "config.json").is_file() or not (d / "model.safetensors").is_file():
+        raise GenlabError(f"{d} is not a genlab run or saved model (no config.json + model.safetensors)")
+    meta = read_json(d / "config.json")
+    if weights not in ("auto", "ema", "model"):
+        raise GenlabError(f"weights must be auto, ema or model, got '{weights}'")
+    ema = d / "ema.safetensors"
+    if weights == "ema" and not ema.is_file():
+        raise GenlabError(f"{d} has no EMA weights (train with --set train.ema_decay=0.999)")
+    use_ema = weights == "ema" or (weights == "auto" and ema.is_file())
+    model = create(meta["kind"], DataSpec.from_dict(meta["spec"]), **meta["config"])
+    state = load_tensors(ema if use_ema else d / "model.safetensors")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise GenlabError(f"weights in {d} do not fit a {meta['kind']} with this config "
+                          f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)")
+    return model.to(device).eval()

@@ -1,0 +1,124 @@
+"""Shared base for latent-variable models with an encoder and a decoder (autoencoders, VAEs):
+network construction (MLP or conv, optionally label-conditioned), interpolation and latent traversals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..config import check
+from ..data.spec import DataSpec
+from ..errors import GenlabError
+from ..nn import MLP, ConvDecoder, ConvEncoder
+from .base import GenerativeModel
+
+
+@dataclass
+class LatentConfig:
+    latent_dim: int = 16
+    arch: str = "auto"  # auto (conv for images, mlp otherwise) | mlp | conv
+    hidden: tuple[int, ...] = (512, 256)  # MLP widths, encoder side (the decoder mirrors them)
+    channels: tuple[int, ...] = (32, 64)  # conv widths, one stride-2 stage each (the decoder mirrors them)
+    act: str = "silu"
+    conditional: bool = False  # condition encoder and decoder on class labels (Sohn et al. 2015)
+
+    def __post_init__(self):
+        check(self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
+        check(self.arch in ("auto", "mlp", "conv"), f"arch must be auto, mlp or conv, got '{self.arch}'")
+        check(all(c >= 1 for c in self.channels) and len(self.channels) >= 1, "channels must be positive widths")
+        check(all(h >= 1 for h in self.hidden), "hidden must be positive widths")
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between rows of a and b (White 2016); lerp where they are nearly parallel.
+    a, b: (B, L); t: (S,) -> (B, S, L)."""
+    an, bn = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    omega = torch.acos((an * bn).sum(-1).clamp(-1 + 1e-7, 1 - 1e-7))[:, None, None]  # (B, 1, 1)
+    t = t[None, :, None]
+    so = torch.sin(omega)
+    lerp = (1 - t) * a[:, None] + t * b[:, None]
+    sl = torch.sin((1 - t) * omega) / so * a[:, None] + torch.sin(t * omega) / so * b[:, None]
+    return torch.where(so.abs() < 1e-4, lerp, sl)
+
+
+class LatentModel(GenerativeModel):
+    """Builds `encoder` (-> enc_out features) and `decoder` (-> `out_factor` tensors of the data's shape)."""
+
+    def __init__(self, spec: DataSpec, config: LatentConfig, enc_out: int, out_factor: int = 1):
+        super().__init__(spec, config)
+        c = config
+        if c.conditional and not spec.num_classes:
+            raise GenlabError(f"conditional=true needs labelled data; {spec.name} has no classes")
+        self.n_cond = spec.num_classes if c.conditional else 0
+        arch = c.arch if c.arch != "auto" else ("conv" if spec.is_image else "mlp")
+        if arch == "conv" and not spec.is_image:
+            raise GenlabError(f"arch=conv needs image data; {spec.name} is {spec.kind} data: use arch=mlp")
+        self.arch, self.out_factor = arch, out_factor
+        if arch == "conv":
+            ch, h, w = spec.shape
+            self.encoder = ConvEncoder((ch + self.n_cond, h, w), c.channels, enc_out, c.act)
+            self.decoder = ConvDecoder(c.latent_dim + self.n_cond, spec.shape, tuple(reversed(c.channels)),
+                                       ch * out_factor, c.act)
+        else:
+            self.encoder = MLP(spec.dims + self.n_cond, c.hidden, enc_out, c.act)
+            self.decoder = MLP(c.latent_dim + self.n_cond, tuple(reversed(c.hidden)), spec.dims * out_factor, c.act)
+
+    def _onehot(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        if not self.n_cond:
+            return None
+        if y is None or (y < 0).any():
+            raise GenlabError(f"this {self.kind} is conditional: pass labels (0..{self.n_cond - 1})")
+        return F.one_hot(y.reshape(-1).expand(n) if y.numel() == 1 else y, self.n_cond).float()
+
+    def _encode_raw(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        oh = self._onehot(y, len(x))
+        if self.arch == "conv":
+            if oh is not None:
+                x = torch.cat([x, oh[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
+            return self.encoder(x)
+        x = x.flatten(1)
+        return self.encoder(x if oh is None else torch.cat([x, oh], 1))
+
+    def _decode_raw(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """(B, L) -> (B, out_factor, *spec.shape)."""
+        oh = self._onehot(y, len(z))
+        out = self.decoder(z if oh is None else torch.cat([z, oh], 1))
+        return out.view(len(z), self.out_factor, *self.spec.shape)
+
+    def latent_center_scale(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where latent traversals centre and how far one unit reaches: (L,), (L,)."""
+        L = self.config.latent_dim
+        return torch.zeros(L, device=self.device), torch.ones(L, device=self.device)
+
+    @torch.no_grad()
+    def interpolate(self, a, b, steps: int = 8, method: str = "slerp", y=None) -> torch.Tensor:
+        """Decode a path between the codes of a and b: (B, *shape) twice -> (B, steps, *shape)."""
+        if method not in ("lerp", "slerp"):
+            raise GenlabError(f"unknown interpolation '{method}': use lerp or slerp")
+        if steps < 2:
+            raise GenlabError(f"steps must be >= 2, got {steps}")
+        za, zb = self.encode(a, y), self.encode(b, y)
+        t = torch.linspace(0, 1, steps, device=za.device)
+        path = slerp(za, zb, t) if method == "slerp" else (1 - t)[None, :, None] * za[:, None] + t[None, :, None] * zb[:, None]
+        yy = None if y is None else torch.as_tensor(y, device=za.device).reshape(-1).repeat_interleave(steps)
+        return self.decode(path.flatten(0, 1), yy).view(len(za), steps, *self.spec.shape)
+
+    @torch.no_grad()
+    def traverse(self, x=None, y=None, dims=None, steps: int = 9, span: float = 3.0) -> torch.Tensor:
+        """Move one latent dimension at a time over [-span, span] units around x's code (or the prior centre):
+        (len(dims), steps, *shape)."""
+        center, scale = self.latent_center_scale()
+        z0 = self.encode(x[None] if x is not None and x.dim() == len(self.spec.shape) else x, y)[0] if x is not None else center
+        dims = list(range(min(self.config.latent_dim, 10))) if dims is None else [int(d) for d in dims]
+        bad = [d for d in dims if not 0 <= d < self.config.latent_dim]
+        if bad:
+            raise GenlabError(f"latent dimension {bad[0]} out of range 0..{self.config.latent_dim - 1}")
+        vals = torch.linspace(-span, span, steps, device=z0.device)
+        z = z0.repeat(len(dims), steps, 1)
+        for i, d in enumerate(dims):
+            z[i, :, d] = z0[d] + vals * scale[d]
+        if self.n_cond:
+            y = torch.zeros(1, dtype=torch.long, device=z.device) if y is None else torch.as_tensor(y, device=z.device)
+        return self.decode(z.flatten(0, 1), y).view(len(dims), steps, *self.spec.shape)

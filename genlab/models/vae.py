@@ -1,0 +1,207 @@
+"""Variational autoencoder (Kingma & Welling 2014), with β-VAE (Higgins et al. 2017), KL annealing
+(Bowman et al. 2016), free bits (Kingma et al. 2016), conditional VAE (Sohn et al. 2015), the importance-weighted
+bound (Burda et al. 2016) and the active-units diagnostic of posterior collapse (Burda et al. 2016).
+
+Likelihoods: `gaussian` (mean and, unless `sigma` is fixed, a per-dimension log-variance from the decoder) on
+uniformly dequantised images, so bounds are on the 8-bit images themselves; `bernoulli` on binarised images
+(dynamic binarisation in training, threshold 0.5 in evaluation, as in Burda et al.).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..config import check
+from ..data.dataset import dequantize
+from ..errors import GenlabError
+from .base import generator, randn
+from .latent import LatentConfig, LatentModel
+
+LOG2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class VAEConfig(LatentConfig):
+    likelihood: str = "gaussian"  # gaussian | bernoulli
+    sigma: float | None = None  # fixed decoder std (data units); None: learned per dimension
+    binarize: bool = True  # bernoulli only: binarise targets (needed for log_prob to be a likelihood)
+    beta: float = 1.0  # weight of the KL term (β-VAE)
+    kl_warmup_steps: int = 0  # KL annealing: the KL weight grows linearly from 0 to beta over these steps
+    free_bits: float = 0.0  # floor, in nats, on each latent dimension's batch-mean KL
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.likelihood in ("gaussian", "bernoulli"), f"likelihood must be gaussian or bernoulli, got '{self.likelihood}'")
+        check(self.sigma is None or self.sigma > 0, f"sigma must be > 0 (or unset to learn it), got {self.sigma}")
+        check(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
+        check(self.kl_warmup_steps >= 0, f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
+        check(self.free_bits >= 0, f"free_bits must be >= 0, got {self.free_bits}")
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) per dimension, closed form."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
+
+
+def gaussian_log_density(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, exp(logvar)) elementwise."""
+    return -0.5 * ((x - mean).pow(2) * torch.exp(-logvar) + logvar + LOG2PI)
+
+
+class VAE(LatentModel):
+    kind = "vae"
+    family = "vae"
+    Config = VAEConfig
+    log_prob_type = "bound"
+
+    def __init__(self, spec, config: VAEConfig):
+        learned = config.likelihood == "gaussian" and config.sigma is None
+        super().__init__(spec, config, enc_out=2 * config.latent_dim, out_factor=2 if learned else 1)
+        if config.likelihood == "bernoulli" and not spec.is_image:
+            raise GenlabError(f"likelihood=bernoulli needs image data; {spec.name} is {spec.kind}: use gaussian")
+        self.learned_sigma = learned
+        # log P(8-bit image) >= E_u log p(dequantised) - D log(L/2): the bin width is 2/L in model space
+        dequant = spec.is_image and config.likelihood == "gaussian"
+        self.log_offset = -spec.dims * math.log((spec.levels or 256) / 2) if dequant else 0.0
+
+    # ---- pieces
+    def target(self, x: torch.Tensor) -> torch.Tensor:
+        """What the likelihood scores: dequantised images (gaussian), binarised images (bernoulli), or x."""
+        c = self.config
+        if c.likelihood == "bernoulli":
+            p = (x + 1) / 2
+            if not c.binarize:
+                return p
+            return torch.bernoulli(p) if self.training else (p > 0.5).float()
+        if self.spec.is_image:
+            return dequantize(x, self.spec.levels or 256)
+        return x
+
+    def posterior(self, t: torch.Tensor, y) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self._encode_raw(t * 2 - 1 if self.config.likelihood == "bernoulli" else t, y)
+        mu, logvar = h.chunk(2, dim=1)
+        return mu, logvar.clamp(-20, 10)
+
+    def log_px(self, t: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        """Per-example log p(t | z) summed over dimensions; raw: (B, out_factor, *shape)."""
+        if self.config.likelihood == "bernoulli":
+            return -F.binary_cross_entropy_with_logits(raw[:, 0], t, reduction="none").flatten(1).sum(1)
+        mean = raw[:, 0]
+        if self.learned_sigma:
+            logvar = -10 + F.softplus(raw[:, 1] + 10)  # soft floor at exp(-10) for stability
+        else:
+            logvar = torch.full_like(mean, 2 * math.log(self.config.sigma))
+        return gaussian_log_density(t, mean, logvar).flatten(1).sum(1)
+
+    def kl_weight(self, step: int) -> float:
+        c = self.config
+        return c.beta * min(1.0, (step + 1) / c.kl_warmup_steps) if c.kl_warmup_steps else c.beta
+
+    # ---- training
+    def forward(self, x, y, phase="model", step=0):
+        y = y if self.n_cond else None
+        t = self.target(x)
+        mu, logvar = self.posterior(t, y)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        rec = self.log_px(t, self._decode_raw(z, y))  # (B,)
+        kl_dims = gaussian_kl(mu, logvar)  # (B, L)
+        kl = kl_dims.sum(1)
+        if self.config.free_bits > 0:
+            kl_term = kl_dims.mean(0).clamp(min=self.config.free_bits).sum()
+        else:
+            kl_term = kl.mean()
+        w = self.kl_weight(step)
+        D = self.spec.dims
+        loss = (-rec.mean() + w * kl_term) / D  # per dimension, so learning rates carry across data sizes
+        nelbo = (kl - rec).mean().detach() - self.log_offset
+        logs = {"loss": loss.detach(), "nelbo": nelbo, "recon": -rec.mean().detach(), "kl": kl.mean().detach(),
+                "kl_weight": torch.tensor(w)}
+        if self.spec.is_image:
+            logs["nelbo_bpd"] = nelbo / (D * math.log(2))
+        return loss, logs
+
+    @torch.no_grad()
+    def diagnostics(self, x, y):
+        """Posterior-collapse diagnostics on a fixed batch: KL per latent dimension (nats) and the number of
+        active units, Cov_x(E_q[z_i]) > 0.01 (Burda et al. 2016)."""
+        was = self.training
+        self.eval()
+        mu, logvar = self.posterior(self.target(x), y if self.n_cond else None)
+        self.train(was)
+        kl = gaussian_kl(mu, logvar).mean(0)
+        return {"active_units": int((mu.var(0) > 0.01).sum()), "kl_per_dim": [round(float(v), 5) for v in kl]}
+
+    # ---- capabilities
+    def encode(self, x, y=None):
+        """Posterior means (B, L); images are scored un-dequantised here."""
+        if self.config.likelihood == "bernoulli":
+            return self.posterior((x + 1) / 2, y)[0]
+        return self.posterior(x, y)[0]
+
+    def decode(self, z, y=None):
+        raw = self._decode_raw(z, y)[:, 0]
+        if self.config.likelihood == "bernoulli":
+            return torch.sigmoid(raw) * 2 - 1
+        return raw.clamp(-1, 1) if self.spec.is_image else raw
+
+    def reconstruct(self, x, y=None):
+        return self.decode(self.encode(x, y), y)
+
+    def _check_likelihood(self):
+        if self.config.likelihood == "bernoulli" and not self.config.binarize:
+            raise GenlabError("a bernoulli decoder on non-binary targets (binarize=false) defines no likelihood; "
+                              "train with binarize=true or likelihood=gaussian")
+
+    def elbo(self, x, y=None) -> torch.Tensor:
+        """Per-example ELBO in nats (analytic KL, one z sample), a lower bound on log P(x)."""
+        self._check_likelihood()
+        y = y if self.n_cond else None
+        t = self.target(x)
+        mu, logvar = self.posterior(t, y)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        return self.log_px(t, self._decode_raw(z, y)) - gaussian_kl(mu, logvar).sum(1) + self.log_offset
+
+    def log_prob(self, x, y=None, k: int = 1, chunk: int = 4096) -> torch.Tensor:
+        """Per-example lower bound on log P(x) in nats: the ELBO for k = 1, the importance-weighted bound
+        log (1/k) sum_i p(x, z_i)/q(z_i|x) for k > 1 (Burda et al. 2016), which tightens as k grows."""
+        if k < 1:
+            raise GenlabError(f"k (importance samples) must be >= 1, got {k}")
+        if k == 1:
+            return self.elbo(x, y)
+        self._check_likelihood()
+        y = y if self.n_cond else None
+        t = self.target(x)
+        mu, logvar = self.posterior(t, y)
+        std = torch.exp(0.5 * logvar)
+        B, L = mu.shape
+        per = max(1, chunk // B)
+        logw = []
+        for start in range(0, k, per):
+            kc = min(per, k - start)
+            eps = torch.randn(kc, B, L, device=mu.device, dtype=mu.dtype)
+            z = mu + std * eps
+            yy = None if y is None else y.repeat(kc)
+            rec = self.log_px(t.repeat(kc, *[1] * (t.dim() - 1)), self._decode_raw(z.flatten(0, 1), yy)).view(kc, B)
+            log_pz = (-0.5 * (z.pow(2) + LOG2PI)).sum(-1)
+            log_qz = (-0.5 * (eps.pow(2) + LOG2PI) - 0.5 * logvar).sum(-1)
+            logw.append(rec + log_pz - log_qz)
+        return torch.logsumexp(torch.cat(logw), 0) - math.log(k) + self.log_offset
+
+    @torch.no_grad()
+    def sample(self, n, *, seed=None, labels=None, prompt=None, mean: bool = True, **opts):
+        """Decode z ~ N(0, I). mean=True returns the decoder's mean (the usual picture); False draws from p(x|z)."""
+        labels = self.check_conditioning(n, labels, prompt)
+        g = generator(seed)
+        z = randn((n, self.config.latent_dim), g, self.device)
+        if mean:
+            return self.decode(z, labels)
+        raw = self._decode_raw(z, labels)
+        if self.config.likelihood == "bernoulli":
+            return torch.bernoulli(torch.sigmoid(raw[:, 0]).cpu(), generator=g).to(self.device) * 2 - 1
+        std = torch.exp(0.5 * (-10 + F.softplus(raw[:, 1] + 10))) if self.learned_sigma else self.config.sigma
+        x = raw[:, 0] + std * randn(tuple(raw[:, 0].shape), g, self.device)
+        return x.clamp(-1, 1) if self.spec.is_image else x

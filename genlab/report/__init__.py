@@ -1,0 +1,1 @@
+"""Sample grids, plots and HTML reports."""

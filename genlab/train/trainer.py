@@ -1,0 +1,436 @@
+"""The one Trainer for every family.
+
+Each iteration runs the model's `phases` in order — (optimizer name, repeats), each repeat on a fresh batch —
+so a VAE does one step and a WGAN five critic steps then one generator step, through the same loop. Around it:
+AdamW with linear warm-up and cosine decay, gradient clipping, EMA, budgets in steps/epochs/minutes, atomic
+checkpoints with exact resume, a NaN/inf guard, metrics.jsonl, sample grids, optional TensorBoard, and
+PyTorch DDP when launched by torchrun (gloo on CPU, NCCL on GPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..config import check, from_dict, to_dict
+from ..data.dataset import GenDataset
+from ..errors import GenlabError, TrainingDiverged
+from ..models.base import GenerativeModel
+from .checkpoint import (
+    atomic_write_json,
+    checkpoint_dir,
+    read_checkpoint,
+    rng_state,
+    set_rng_state,
+    write_checkpoint_dir,
+)
+
+
+@dataclass
+class TrainConfig:
+    steps: int | None = None  # budget: iterations ...
+    epochs: float | None = None  # ... or passes over the train split ...
+    minutes: float | None = None  # ... or wall-clock minutes (compare families at equal compute)
+    batch_size: int = 128  # global batch, split across DDP processes
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, ...] = (0.9, 0.999)
+    warmup_steps: int = 100  # linear warm-up of the learning rate
+    schedule: str = "cosine"  # cosine (decay to lr * min_lr_ratio) | constant
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0  # max global grad norm per optimizer; 0 disables
+    ema_decay: float = 0.0  # EMA of the weights (0 disables); saved as ema.safetensors
+    log_every: int = 50
+    sample_every: int = 0  # 0: about 8 grids over a step/epoch budget, every 500 steps under a minutes budget
+    checkpoint_every: int = 500
+    diag_every: int = 0  # 0: with every sample grid
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | mps
+    tensorboard: bool = False
+    progress: bool = True
+
+    def __post_init__(self):
+        budgets = [b for b in (self.steps, self.epochs, self.minutes) if b is not None]
+        check(len(budgets) == 1, "give exactly one budget: --steps, --epochs or --minutes")
+        check(all(b > 0 for b in budgets), f"the budget must be > 0, got {budgets[0]}")
+        check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"betas must be two numbers in [0, 1), got {self.betas}")
+        check(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        check(self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got '{self.schedule}'")
+        check(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        check(self.grad_clip >= 0, f"grad_clip must be >= 0, got {self.grad_clip}")
+        check(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        for name in ("log_every", "checkpoint_every"):
+            check(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
+        check(self.sample_every >= 0 and self.diag_every >= 0, "sample_every and diag_every must be >= 0")
+        check(self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
+              f"device must be auto, cpu, cuda or mps, got '{self.device}'")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GenlabError("--device cuda but no CUDA GPU is visible; use --device auto or cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise GenlabError("--device mps but MPS is not available; use --device auto or cpu")
+    return torch.device(name)
+
+
+def is_run(path: Path) -> bool:
+    return (path / "config.json").is_file() and ((path / "metrics.jsonl").exists() or checkpoint_dir(path) is not None)
+
+
+@dataclass
+class Run:
+    """A finished (or stopped) training run: its directory, its model, and what it logged."""
+
+    path: Path
+    model: GenerativeModel
+    step: int
+    seconds: float
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        f = self.path / "metrics.jsonl"
+        return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.is_file() else []
+
+
+class EMA:
+    """Exponential moving average of every floating-point tensor of the state dict (buffers copied)."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.state[k].lerp_(v, 1 - self.decay)
+            else:
+                self.state[k].copy_(v)
+
+
+class Trainer:
+    def __init__(self, model: GenerativeModel, dataset: GenDataset, cfg: TrainConfig, run: Path,
+                 data_info: dict[str, Any], resume: bool):
+        self.cfg, self.run, self.dataset, self.data_info = cfg, run, dataset, data_info
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.distributed = self.world > 1
+        if self.distributed and not dist.is_initialized():
+            backend = "nccl" if cfg.device in ("auto", "cuda") and torch.cuda.is_available() else "gloo"
+            dist.init_process_group(backend)
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.main = self.rank == 0
+        device = resolve_device(cfg.device)
+        if self.distributed and device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        self.device = device
+        if cfg.batch_size % self.world:
+            raise GenlabError(f"batch_size {cfg.batch_size} must be divisible by the {self.world} processes")
+        self.n = len(dataset)
+        if cfg.batch_size > self.n:
+            raise GenlabError(f"batch_size {cfg.batch_size} is larger than the dataset ({self.n} examples); "
+                              f"pass --batch-size {self.n} or less")
+        self.steps_per_epoch = self.n // cfg.batch_size
+        draws_per_step = sum(r for _, r in model.phases)
+        if cfg.steps is not None:
+            self.total_steps: int | None = int(cfg.steps)
+        elif cfg.epochs is not None:
+            self.total_steps = max(1, math.ceil(cfg.epochs * self.steps_per_epoch / draws_per_step))
+        else:
+            self.total_steps = None
+        self.model = model.to(device)
+        self.net: nn.Module = model
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.net = DDP(model, device_ids=ids, find_unused_parameters=len(model.phases) > 1)
+        groups = model.param_groups()
+        self.optimizers = {name: torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas),
+                                                   weight_decay=cfg.weight_decay)
+                           for name, params in groups.items()}
+        self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.step, self.draws, self.elapsed = 0, 0, 0.0
+        self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+        g = torch.Generator().manual_seed(cfg.seed)
+        self.diag_idx = torch.randperm(self.n, generator=g)[: min(1000, self.n)]
+        self.tb = None
+        if resume:
+            self._load_checkpoint()
+        else:
+            torch.manual_seed(cfg.seed * 1000 + self.rank)  # per-process noise streams, fixed by the seed
+
+    # ---- data order: a seeded permutation per epoch, so any step's batch is known without replaying
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        B = self.cfg.batch_size
+        epoch, i = divmod(self.draws, self.steps_per_epoch)
+        if epoch != self._perm_epoch:
+            g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+            self._perm, self._perm_epoch = torch.randperm(self.n, generator=g), epoch
+        idx = self._perm[i * B: (i + 1) * B][self.rank:: self.world]
+        self.draws += 1
+        nb = self.device.type == "cuda"
+        return (self.dataset.x[idx].to(self.device, non_blocking=nb),
+                self.dataset.y[idx].to(self.device, non_blocking=nb))
+
+    def lr_factor(self, progress: float) -> float:
+        c = self.cfg
+        warm = min(1.0, (self.step + 1) / c.warmup_steps) if c.warmup_steps else 1.0
+        if c.schedule == "constant":
+            return warm
+        return warm * (c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+    def progress(self) -> float:
+        if self.total_steps is not None:
+            return self.step / self.total_steps
+        return self.elapsed / (self.cfg.minutes * 60)
+
+    def done(self) -> bool:
+        finished = self.progress() >= 1.0
+        if self.distributed and self.total_steps is None:  # wall-clock budgets: rank 0 decides for all
+            flag = torch.tensor([float(finished)], device=self.device)
+            dist.broadcast(flag, 0)
+            finished = bool(flag.item())
+        return finished
+
+    # ---- one iteration
+    def train_step(self) -> dict[str, float]:
+        factor = self.lr_factor(self.progress())
+        logs: dict[str, float] = {}
+        for phase, repeats in self.model.phases:
+            opt = self.optimizers[phase]
+            for group in opt.param_groups:
+                group["lr"] = self.cfg.lr * factor
+            for _ in range(repeats):
+                x, y = self._batch()
+                loss, parts = self.net(x, y, phase=phase, step=self.step)
+                self._guard(loss, phase)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.cfg.grad_clip > 0:
+                    params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+                    torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+                opt.step()
+            prefix = "" if len(self.model.phases) == 1 else f"{phase}/"
+            logs.update({prefix + k: float(v) for k, v in parts.items()})
+        if self.ema is not None:
+            self.ema.update(self.model)
+        logs["lr"] = self.cfg.lr * factor
+        return logs
+
+    def _guard(self, loss: torch.Tensor, phase: str) -> None:
+        ok = torch.isfinite(loss.detach()).to(torch.float32)
+        if self.distributed:
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+        if ok.item() < 1:
+            ck = checkpoint_dir(self.run)
+            kept = (f"the last good checkpoint (step {json.loads((ck / 'state.json').read_text())['step']}) is kept "
+                    f"in {ck}" if ck else "no checkpoint had been written yet")
+            raise TrainingDiverged(f"training diverged: the {phase} loss became {loss.item()} at step {self.step}; "
+                                   f"{kept}; lower --lr or set train.grad_clip, then --resume")
+
+    # ---- checkpoints
+    def save_checkpoint(self) -> None:
+        if self.main:
+            files: dict[str, Any] = {
+                "state.json": {"step": self.step, "draws": self.draws, "elapsed": self.elapsed},
+                "model.safetensors": self.model.state_dict(),
+                "optim.pt": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "rng.pt": rng_state(),
+            }
+            if self.ema is not None:
+                files["ema.safetensors"] = self.ema.state
+            write_checkpoint_dir(self.run, files)
+            self.model.save(self.run, self.ema.state if self.ema else None)
+        if self.distributed:
+            dist.barrier()
+
+    def _load_checkpoint(self) -> None:
+        d = checkpoint_dir(self.run)
+        if d is None:
+            raise GenlabError(f"{self.run} has no checkpoint to resume from; start a new run without --resume")
+        ck = read_checkpoint(d)
+        self.model.load_state_dict(ck["model"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(ck["optim"][name])
+        if self.ema is not None and "ema" in ck:
+            self.ema.state = {k: v.to(self.device) for k, v in ck["ema"].items()}
+        st = ck["state"]
+        self.step, self.draws, self.elapsed = st["step"], st["draws"], st["elapsed"]
+        set_rng_state(ck["rng"])
+        if self.distributed:  # the checkpoint holds rank 0's stream; give each process its own again
+            torch.manual_seed(self.cfg.seed * 1000 + self.rank + 7919 * self.step)
+        if self.main:  # forget what was logged after the checkpoint: those steps are done again
+            f = self.run / "metrics.jsonl"
+            if f.is_file():
+                keep = [ln for ln in f.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
+                from .checkpoint import atomic_write_bytes
+
+                atomic_write_bytes(f, ("\n".join(keep) + "\n" if keep else "").encode())
+
+    # ---- samples and diagnostics, on the main process, never touching the training RNG streams
+    @contextlib.contextmanager
+    def _side_work(self, use_ema: bool):
+        devices = [self.device] if self.device.type == "cuda" else []
+        backup = None
+        if use_ema and self.ema is not None:
+            backup = {k: v.clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(self.ema.state)
+        was = self.model.training
+        self.model.eval()
+        try:
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                yield
+        finally:
+            self.model.train(was)
+            if backup is not None:
+                self.model.load_state_dict(backup)
+
+    def write_samples(self) -> None:
+        from ..report.images import save_samples
+
+        with self._side_work(use_ema=True):
+            n = 64 if self.model.spec.is_image else 2000
+            x = self.model.sample(n, seed=self.cfg.seed)
+            ref = self.dataset.x[: 2000] if self.model.spec.dims == 2 else None
+            save_samples(x.cpu(), self.model.spec, self.run / "samples" / f"step_{self.step:07d}.png", ref,
+                         f"step {self.step}")
+
+    def diagnostics(self) -> dict[str, Any]:
+        with self._side_work(use_ema=False):
+            x = self.dataset.x[self.diag_idx].to(self.device)
+            y = self.dataset.y[self.diag_idx].to(self.device)
+            return self.model.diagnostics(x, y)
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.run / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.cfg.tensorboard:
+            if self.tb is None:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError:
+                    raise GenlabError("tensorboard=true needs tensorboard: pip install 'genlab[tensorboard]'") from None
+                self.tb = SummaryWriter(str(self.run / "tb"))
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.tb.add_scalar(k, v, record["step"])
+
+    # ---- the loop
+    def fit(self) -> None:
+        cfg = self.cfg
+        every_sample = cfg.sample_every or (max(1, self.total_steps // 8) if self.total_steps else 500)
+        every_diag = cfg.diag_every or every_sample
+        bar = _Progress(self.total_steps, cfg.minutes, enabled=cfg.progress and self.main, start=self.step,
+                        elapsed=self.elapsed)
+        sums: dict[str, float] = {}
+        count, window_start = 0, time.perf_counter()
+        last = time.perf_counter()
+        self.model.train()
+        with bar:
+            while not self.done():
+                logs = self.train_step()
+                self.step += 1
+                now = time.perf_counter()
+                self.elapsed += now - last
+                last = now
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                final = self.done()
+                if self.main and (self.step % cfg.log_every == 0 or final):
+                    rate = count * cfg.batch_size / max(now - window_start, 1e-9)
+                    record = {"step": self.step, "epoch": round(self.draws / self.steps_per_epoch, 4),
+                              "time": round(self.elapsed, 3), "images_per_s": round(rate, 1),
+                              **{k: v / count for k, v in sums.items()}}
+                    if self.step % every_diag == 0 or final:
+                        record.update(self.diagnostics())
+                    self.log(record)
+                    bar.update(self.step, self.elapsed, record.get("loss", next(iter(sums.values()))), rate)
+                    sums, count, window_start = {}, 0, time.perf_counter()
+                if self.main and (self.step % every_sample == 0 or final):
+                    self.write_samples()
+                if self.step % cfg.checkpoint_every == 0 or final:
+                    self.save_checkpoint()
+                last = time.perf_counter()  # side work (logging, samples, checkpoints) is not training time
+        if self.tb is not None:
+            self.tb.close()
+
+
+class _Progress:
+    """A rich progress bar with loss and images/s (steps, or seconds under a minutes budget)."""
+
+    def __init__(self, total_steps, minutes, enabled: bool, start: int, elapsed: float):
+        self.enabled, self.by_time = enabled, total_steps is None
+        self.total = total_steps if total_steps is not None else minutes * 60
+        self.start = elapsed if self.by_time else start
+        self.p = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            cols = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.percentage:>3.0f}%")]
+            if not self.by_time:
+                cols.append(MofNCompleteColumn())
+            cols += [TextColumn("loss {task.fields[loss]:.4g}  {task.fields[rate]:.0f} img/s"), TimeRemainingColumn()]
+            self.p = Progress(*cols, transient=False)
+            self.p.__enter__()
+            self.task = self.p.add_task("train", total=self.total, completed=self.start, loss=float("nan"), rate=0.0)
+        return self
+
+    def update(self, step: int, elapsed: float, loss: float, rate: float) -> None:
+        if self.p is not None:
+            self.p.update(self.task, completed=min(elapsed if self.by_time else step, self.total), loss=loss, rate=rate)
+
+    def __exit__(self, *exc):
+        if self.p is not None:
+            self.p.__exit__(*exc)
+
+
+def train(model: GenerativeModel, dataset: GenDataset, *, steps: int | None = None, epochs: float | None = None,
+          minutes: float | None = None, out: str | Path | None = None, resume: bool = False,
+          data: dict[str, Any] | None = None, **options: Any) -> Run:
+    """Train `model` on `dataset` with exactly one budget; write the run directory `out`; return a Run.
+
+    options are TrainConfig fields (batch_size, lr, ema_decay, seed, device, ...); a family's preferences
+    (model.train_defaults()) fill what the caller leaves out."""
+    budget = {k: v for k, v in (("steps", steps), ("epochs", epochs), ("minutes", minutes)) if v is not None}
+    cfg = from_dict(TrainConfig, {**model.train_defaults(), **options, **budget}, where="train")
+    if dataset.spec.to_dict() != model.spec.to_dict() and dataset.spec.shape != model.spec.shape:
+        raise GenlabError(f"the model was built for data of shape {model.spec.shape}, the dataset has {dataset.spec.shape}")
+    run = Path(out) if out is not None else Path("runs") / f"{model.kind}-{dataset.spec.name.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if resume and not is_run(run):
+        raise GenlabError(f"{run} is not a genlab run, nothing to resume; start one with genlab train ... --out {run}")
+    if not resume and run.exists() and any(run.iterdir()):
+        what = "holds a run" if is_run(run) else "is not empty"
+        raise GenlabError(f"{run} {what}; pass --resume to continue it or choose another --out")
+    run.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(model, dataset, cfg, run, data or {"name": dataset.spec.name}, resume)
+    if trainer.main:
+        meta = {**model.describe(), "train": to_dict(cfg), "data": trainer.data_info, "seed": cfg.seed,
+                "world_size": trainer.world}
+        atomic_write_json(run / "config.json", meta)
+    t0 = time.perf_counter()
+    trainer.fit()
+    return Run(run, model, trainer.step, time.perf_counter() - t0)
