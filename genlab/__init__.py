@@ -29,10 +29,10 @@ def __getattr__(name: str):
         from .models import load_model
 
         return load_model
-    if name == "train":
-        from .train.trainer import train
+    if name == "train":  # the callable package genlab.train (see genlab/train/__init__.py)
+        import importlib
 
-        return train
+        return importlib.import_module(".train", __name__)
     if name == "evaluate":
         from .evaluate import evaluate
 

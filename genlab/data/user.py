@@ -142,7 +142,7 @@ def load_csv(path: str, target: str | None = None, test_fraction: float = 0.2) -
     cols, blocks = [], []
     for name in df.columns:
         s = df[name]
-        bad = s.isna().to_numpy()
+        bad = s.isna().to_numpy().copy()
         if s.dtype.kind in "fiub":
             bad |= ~np.isfinite(s.to_numpy(dtype=np.float64))
         if bad.any():

@@ -98,7 +98,7 @@ class Autoencoder(LatentModel):
         return self.code_mean, self.code_cov.diagonal().clamp_min(1e-12).sqrt()
 
     @torch.no_grad()
-    def sample(self, n, *, seed=None, labels=None, prompt=None, **opts):
+    def sample(self, n, *, seed=None, labels=None, prompt=None):
         labels = self.check_conditioning(n, labels, prompt)
         L = self.config.latent_dim
         eye = torch.eye(L, device=self.device)

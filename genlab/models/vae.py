@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..config import check
 from ..data.dataset import dequantize
@@ -27,7 +28,9 @@ LOG2PI = math.log(2 * math.pi)
 @dataclass
 class VAEConfig(LatentConfig):
     likelihood: str = "gaussian"  # gaussian | bernoulli
-    sigma: float | None = None  # fixed decoder std (data units); None: learned per dimension
+    sigma: float | None = None  # fixed decoder std (data units); None: learned (see sigma_mode)
+    sigma_mode: str = "shared"  # learned sigma: one shared scalar (σ-VAE, Rybkin et al. 2021) | pixel (per dim)
+    beta_nll: float = 0.0  # pixel sigma: weight each dim's training NLL by stop-grad(sigma^2)^beta_nll (Seitzer et al. 2022)
     binarize: bool = True  # bernoulli only: binarise targets (needed for log_prob to be a likelihood)
     beta: float = 1.0  # weight of the KL term (β-VAE)
     kl_warmup_steps: int = 0  # KL annealing: the KL weight grows linearly from 0 to beta over these steps
@@ -37,6 +40,8 @@ class VAEConfig(LatentConfig):
         super().__post_init__()
         check(self.likelihood in ("gaussian", "bernoulli"), f"likelihood must be gaussian or bernoulli, got '{self.likelihood}'")
         check(self.sigma is None or self.sigma > 0, f"sigma must be > 0 (or unset to learn it), got {self.sigma}")
+        check(self.sigma_mode in ("shared", "pixel"), f"sigma_mode must be shared or pixel, got '{self.sigma_mode}'")
+        check(0 <= self.beta_nll <= 1, f"beta_nll must be in [0, 1], got {self.beta_nll}")
         check(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
         check(self.kl_warmup_steps >= 0, f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
         check(self.free_bits >= 0, f"free_bits must be >= 0, got {self.free_bits}")
@@ -60,10 +65,17 @@ class VAE(LatentModel):
 
     def __init__(self, spec, config: VAEConfig):
         learned = config.likelihood == "gaussian" and config.sigma is None
-        super().__init__(spec, config, enc_out=2 * config.latent_dim, out_factor=2 if learned else 1)
+        per_pixel = learned and config.sigma_mode == "pixel"
+        super().__init__(spec, config, enc_out=2 * config.latent_dim, out_factor=2 if per_pixel else 1)
         if config.likelihood == "bernoulli" and not spec.is_image:
             raise GenlabError(f"likelihood=bernoulli needs image data; {spec.name} is {spec.kind}: use gaussian")
-        self.learned_sigma = learned
+        self.learned_sigma, self.per_pixel = learned, per_pixel
+        if learned and not per_pixel:
+            self.log_sigma = nn.Parameter(torch.tensor(math.log(0.1)))
+        if per_pixel:  # start the log-variance at sigma = 0.1 rather than 1, else it takes epochs to drift there
+            last = self.decoder.out if self.arch == "conv" else self.decoder[-1]
+            with torch.no_grad():
+                last.bias[last.bias.numel() // 2:] = 2 * math.log(0.1)
         # log P(8-bit image) >= E_u log p(dequantised) - D log(L/2): the bin width is 2/L in model space
         dequant = spec.is_image and config.likelihood == "gaussian"
         self.log_offset = -spec.dims * math.log((spec.levels or 256) / 2) if dequant else 0.0
@@ -86,16 +98,24 @@ class VAE(LatentModel):
         mu, logvar = h.chunk(2, dim=1)
         return mu, logvar.clamp(-20, 10)
 
-    def log_px(self, t: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
-        """Per-example log p(t | z) summed over dimensions; raw: (B, out_factor, *shape)."""
+    def log_px(self, t: torch.Tensor, raw: torch.Tensor, weighted: bool = False) -> torch.Tensor:
+        """Per-example log p(t | z) summed over dimensions; raw: (B, out_factor, *shape). weighted=True applies
+        the β-NLL training weights (the value is then no longer a log-likelihood)."""
         if self.config.likelihood == "bernoulli":
             return -F.binary_cross_entropy_with_logits(raw[:, 0], t, reduction="none").flatten(1).sum(1)
-        mean = raw[:, 0]
+        logvar = self.decoder_logvar(raw)
+        lp = gaussian_log_density(t, raw[:, 0], logvar)
+        if weighted and self.per_pixel and self.config.beta_nll > 0:
+            lp = lp * torch.exp(self.config.beta_nll * logvar.detach())
+        return lp.flatten(1).sum(1)
+
+    def decoder_logvar(self, raw: torch.Tensor) -> torch.Tensor:
+        """log sigma^2 of the Gaussian decoder, broadcastable to the data: fixed, shared or per dimension."""
+        if self.per_pixel:
+            return -10 + F.softplus(raw[:, 1] + 10)  # soft floor at exp(-10) for stability
         if self.learned_sigma:
-            logvar = -10 + F.softplus(raw[:, 1] + 10)  # soft floor at exp(-10) for stability
-        else:
-            logvar = torch.full_like(mean, 2 * math.log(self.config.sigma))
-        return gaussian_log_density(t, mean, logvar).flatten(1).sum(1)
+            return (2 * self.log_sigma).clamp(min=-10).expand_as(raw[:, 0])
+        return torch.full_like(raw[:, 0], 2 * math.log(self.config.sigma))
 
     def kl_weight(self, step: int) -> float:
         c = self.config
@@ -107,7 +127,9 @@ class VAE(LatentModel):
         t = self.target(x)
         mu, logvar = self.posterior(t, y)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-        rec = self.log_px(t, self._decode_raw(z, y))  # (B,)
+        raw = self._decode_raw(z, y)
+        rec = self.log_px(t, raw)  # (B,)
+        rec_train = self.log_px(t, raw, weighted=True) if self.config.beta_nll > 0 else rec
         kl_dims = gaussian_kl(mu, logvar)  # (B, L)
         kl = kl_dims.sum(1)
         if self.config.free_bits > 0:
@@ -116,7 +138,7 @@ class VAE(LatentModel):
             kl_term = kl.mean()
         w = self.kl_weight(step)
         D = self.spec.dims
-        loss = (-rec.mean() + w * kl_term) / D  # per dimension, so learning rates carry across data sizes
+        loss = (-rec_train.mean() + w * kl_term) / D  # per dimension, so learning rates carry across data sizes
         nelbo = (kl - rec).mean().detach() - self.log_offset
         logs = {"loss": loss.detach(), "nelbo": nelbo, "recon": -rec.mean().detach(), "kl": kl.mean().detach(),
                 "kl_weight": torch.tensor(w)}
@@ -192,7 +214,7 @@ class VAE(LatentModel):
         return torch.logsumexp(torch.cat(logw), 0) - math.log(k) + self.log_offset
 
     @torch.no_grad()
-    def sample(self, n, *, seed=None, labels=None, prompt=None, mean: bool = True, **opts):
+    def sample(self, n, *, seed=None, labels=None, prompt=None, mean: bool = True):
         """Decode z ~ N(0, I). mean=True returns the decoder's mean (the usual picture); False draws from p(x|z)."""
         labels = self.check_conditioning(n, labels, prompt)
         g = generator(seed)
@@ -202,6 +224,6 @@ class VAE(LatentModel):
         raw = self._decode_raw(z, labels)
         if self.config.likelihood == "bernoulli":
             return torch.bernoulli(torch.sigmoid(raw[:, 0]).cpu(), generator=g).to(self.device) * 2 - 1
-        std = torch.exp(0.5 * (-10 + F.softplus(raw[:, 1] + 10))) if self.learned_sigma else self.config.sigma
+        std = torch.exp(0.5 * self.decoder_logvar(raw))
         x = raw[:, 0] + std * randn(tuple(raw[:, 0].shape), g, self.device)
         return x.clamp(-1, 1) if self.spec.is_image else x

@@ -1,0 +1,300 @@
+"""The `genlab` command: a thin layer over the Python API. User mistakes print one line and exit 2."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+import typer
+
+from .errors import GenlabError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, help="Train, sample, evaluate and compare generative models.")
+
+
+def _console():
+    from rich.console import Console
+
+    c = Console()
+    return c if c.is_terminal else Console(width=160)  # pipes and CI logs: wide enough for the tables
+
+
+@app.command()
+def datasets() -> None:
+    """List datasets: name, kind, shape, classes, size, source, and whether each is available here."""
+    from rich.table import Table
+
+    from .data import SOURCES, availability
+
+    t = Table(title="genlab datasets (train / test sizes)")
+    for col in ("name", "kind", "shape", "classes", "size", "source", "here?"):
+        t.add_column(col, no_wrap=col == "name")
+    missing = []
+    for name, s in SOURCES.items():
+        how = availability(name)
+        t.add_row(name, s.kind, s.shape, s.classes, s.size, s.origin, "yes" if how is None else "no")
+        if how:
+            missing.append(how)
+    t.add_row("folder:PATH", "image", "any", "sub-folders", "-", "your images", "-")
+    t.add_row("npz:PATH", "image/vector", "any", "y array", "-", "your arrays", "-")
+    t.add_row("csv:PATH[:target=COL]", "table", "any", "target col", "-", "your table", "-")
+    c = _console()
+    c.print(t)
+    for how in missing:
+        c.print(f"- {how}", soft_wrap=True)
+
+
+@app.command()
+def models() -> None:
+    """List model kinds: family, capabilities and key options with their defaults."""
+    from rich.table import Table
+
+    from .models import available
+
+    t = Table(title="genlab models")
+    for col in ("kind", "family", "capabilities", "log_prob", "options (defaults)"):
+        t.add_column(col)
+    for m in available():
+        opts = ", ".join(f"{k}={v}" for k, v in m["options"].items())
+        t.add_row(m["kind"], m["family"], ", ".join(m["capabilities"]), m["log_prob"] or "-", opts)
+    _console().print(t)
+
+
+@app.command()
+def download(name: str = typer.Argument(..., help="mnist or fashion-mnist")) -> None:
+    """Download a dataset's files (checksummed, written atomically) into $GENLAB_DATA. Needs network."""
+    from .data.builtin import DOWNLOADS, download_idx
+
+    if name not in DOWNLOADS:
+        raise GenlabError(f"nothing to download for '{name}': downloadable: {', '.join(DOWNLOADS)}")
+    print(f"downloaded {name} to {download_idx(name)}")
+
+
+def _train_sections(config: Path | None, sets: list[str]) -> dict:
+    from .config import load_yaml, parse_overrides, split_sections
+
+    flat = load_yaml(config) if config else {}
+    return split_sections({**flat, **parse_overrides(sets)})
+
+
+@app.command()
+def train(
+    kind: str | None = typer.Argument(None, help="model kind (see `genlab models`); omit with --resume"),
+    data: str | None = typer.Option(None, "--data", help="dataset name or folder:/npz:/csv:PATH"),
+    steps: int | None = typer.Option(None, help="budget in iterations"),
+    epochs: float | None = typer.Option(None, help="budget in passes over the train split"),
+    minutes: float | None = typer.Option(None, help="budget in wall-clock minutes"),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
+    lr: float | None = typer.Option(None),
+    sets: list[str] = typer.Option([], "--set", help="key=value (model option, train.X or data.X); repeatable"),
+    config: Path | None = typer.Option(None, "--config", help="YAML file of options"),
+    out: Path | None = typer.Option(None, "--out", help="run directory"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
+    seed: int | None = typer.Option(None),
+    device: str | None = typer.Option(None, help="auto | cpu | cuda | mps"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Train a model; writes a run directory (config, weights, checkpoints, metrics.jsonl, samples)."""
+    import torch
+
+    from .data import load_dataset, parse_name
+    from .models import create
+    from .models.base import read_json
+    from .train.trainer import is_run
+    from .train.trainer import train as run_training
+
+    sec = _train_sections(config, sets)
+    cli_train = {k: v for k, v in (("batch_size", batch_size), ("lr", lr), ("seed", seed), ("device", device))
+                 if v is not None}
+    budget = {k: v for k, v in (("steps", steps), ("epochs", epochs), ("minutes", minutes)) if v is not None}
+    if resume:
+        if out is None:
+            raise GenlabError("--resume needs --out RUN_DIR, the run to continue")
+        if not is_run(out):
+            raise GenlabError(f"{out} is not a genlab run, nothing to resume; start one with genlab train KIND --out {out}")
+        meta = read_json(out / "config.json")
+        if kind is not None and kind != meta["kind"]:
+            raise GenlabError(f"{out} is a {meta['kind']} run, not {kind}")
+        kind, data_info = meta["kind"], meta["data"]
+        model_cfg = {**meta["config"], **sec["model"]}
+        saved_train = {k: v for k, v in meta["train"].items() if k not in ("steps", "epochs", "minutes")}
+        train_cfg = {**saved_train, **({} if budget else {k: meta["train"][k] for k in ("steps", "epochs", "minutes")
+                                                           if meta["train"].get(k) is not None}),
+                     **sec["train"], **cli_train}
+    else:
+        if kind is None or data is None:
+            raise GenlabError("give a model kind and --data, e.g. genlab train vae --data mnist5k --steps 1000")
+        name, opts = parse_name(data)
+        data_info = {"name": name, "opts": {**opts, **sec["data"]}}
+        model_cfg, train_cfg = sec["model"], {**sec["train"], **cli_train}
+    dataset = load_dataset(data_info["name"], "train", **data_info.get("opts", {}))
+    torch.manual_seed(int(train_cfg.get("seed", 0)))  # the initial weights follow the seed
+    model = create(kind, dataset.spec, **model_cfg)
+    train_cfg.setdefault("progress", progress)
+    run = run_training(model, dataset, out=out, resume=resume, data=data_info, **budget, **train_cfg)
+    last = run.history[-1] if run.history else {}
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        loss = f"loss {last['loss']:.4g}, " if "loss" in last else ""
+        print(f"trained {kind} for {run.step} steps ({loss}{run.seconds:.0f} s); run directory: {run.path}")
+
+
+def _check_sample_options(model, opts: dict) -> None:
+    params = inspect.signature(model.sample).parameters
+    for k, v in opts.items():
+        if v is not None and k not in params:
+            raise GenlabError(f"{model.kind} takes no --{k}: sampler options are for diffusion models")
+
+
+@app.command()
+def sample(
+    run: Path = typer.Argument(..., help="run directory or saved model"),
+    n: int = typer.Option(64, "--n", help="number of samples"),
+    out: Path | None = typer.Option(None, "--out", help="FILE.png (grid), FILE.npz (arrays) or FILE.csv (tables)"),
+    seed: int = typer.Option(0),
+    label: int | None = typer.Option(None, help="class label for conditional models"),
+    prompt: str | None = typer.Option(None),
+    sampler: str | None = typer.Option(None),
+    steps: int | None = typer.Option(None),
+    guidance: float | None = typer.Option(None),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Draw samples from a trained model and write them as a picture or arrays, in original units."""
+    import numpy as np
+
+    from .models import load_model
+    from .report.images import save_samples
+    from .train.checkpoint import atomic_write_bytes
+    from .train.trainer import resolve_device
+
+    if n < 1:
+        raise GenlabError(f"--n must be >= 1, got {n}")
+    model = load_model(run, device=str(resolve_device(device)))
+    opts = {"sampler": sampler, "steps": steps, "guidance": guidance}
+    _check_sample_options(model, opts)
+    x = model.sample(n, seed=seed, labels=label, prompt=prompt, **{k: v for k, v in opts.items() if v is not None})
+    out = out or run / "samples" / f"sample_seed{seed}.{'png' if model.spec.is_image or model.spec.dims == 2 else 'npz'}"
+    suffix = out.suffix.lower()
+    if suffix == ".png":
+        if save_samples(x.cpu(), model.spec, out) is None:
+            raise GenlabError(f"{model.spec.kind} data of {model.spec.dims} dims has no picture; use --out FILE.npz or .csv")
+    elif suffix == ".npz":
+        import io
+
+        buf = io.BytesIO()
+        orig = model.spec.to_original(x)
+        arrays = orig if isinstance(orig, dict) else {"x": orig}
+        np.savez(buf, **{k: np.asarray(v).astype(str) if np.asarray(v).dtype == object else v for k, v in arrays.items()})
+        atomic_write_bytes(out, buf.getvalue())
+    elif suffix == ".csv":
+        orig = model.spec.to_original(x)
+        cols = orig if isinstance(orig, dict) else {f"x{i}": orig[:, i] for i in range(orig.shape[1])} if orig.ndim == 2 else None
+        if cols is None:
+            raise GenlabError("images cannot be written as CSV; use --out FILE.png or FILE.npz")
+        lines = [",".join(cols)] + [",".join(str(cols[c][i]) for c in cols) for i in range(n)]
+        atomic_write_bytes(out, ("\n".join(lines) + "\n").encode())
+    else:
+        raise GenlabError(f"unknown output type '{out.suffix}': use .png, .npz or .csv")
+    print(f"wrote {n} samples to {out}")
+
+
+@app.command("eval")
+def eval_cmd(
+    run: Path = typer.Argument(..., help="run directory"),
+    n: int | None = typer.Option(None, "--n", help="examples of the test split (default: all)"),
+    metrics: str | None = typer.Option(None, help="comma-separated, e.g. nll"),
+    k: int = typer.Option(100, "--k", help="importance samples for the IWAE bound"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the results here"),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Evaluate a run on its test split; writes RUN/eval.json and prints a table."""
+    import json
+
+    from rich.table import Table
+
+    from .evaluate import evaluate, summary_rows
+    from .train.checkpoint import atomic_write_json
+
+    result = evaluate(run, metrics=metrics.split(",") if metrics else None, n=n, k=k, device=device)
+    if json_out:
+        atomic_write_json(json_out, result)
+    t = Table(title=f"eval of {run} ({result['seconds']} s)")
+    t.add_column("metric")
+    t.add_column("value")
+    for name, v in summary_rows(result):
+        t.add_row(name, v)
+    _console().print(t)
+    if not sys.stdout.isatty():
+        print(json.dumps(result["metrics"]))
+
+
+@app.command()
+def report(run: Path = typer.Argument(..., help="run directory"),
+           out: Path | None = typer.Option(None, "--out", help="HTML file (default RUN/report.html)"),
+           figures: bool = typer.Option(True, "--figures/--no-figures", help="draw reconstructions etc. first")) -> None:
+    """Write a self-contained HTML report of a run: config, curves, samples over training, figures, metrics."""
+    from .report.figures import model_figures
+    from .report.html import write_report
+    from .train.trainer import is_run
+
+    if not is_run(run):
+        raise GenlabError(f"{run} is not a genlab run (no config.json and metrics.jsonl)")
+    if figures:
+        model_figures(run)
+    print(f"wrote {write_report(run, out)}")
+
+
+@app.command()
+def demo(out: Path = typer.Option(Path("runs/demo"), "--out"),
+         steps: int = typer.Option(800, help="training iterations"),
+         device: str = typer.Option("auto")) -> None:
+    """Train a small convolutional VAE on mnist5k (Bernoulli decoder, binarised digits), evaluate its test
+    likelihood bounds, write samples, figures and an HTML report."""
+    import shutil
+
+    import torch
+
+    from .data import load_dataset
+    from .evaluate import evaluate
+    from .models import create
+    from .report.figures import model_figures
+    from .report.html import write_report
+    from .train.trainer import is_run
+    from .train.trainer import train as run_training
+
+    if out.exists():
+        if not is_run(out):
+            raise GenlabError(f"{out} exists and is not a genlab run; choose another --out")
+        shutil.rmtree(out)  # the demo's own earlier run
+    data = load_dataset("mnist5k")
+    torch.manual_seed(0)
+    model = create("vae", data.spec, latent_dim=16, channels=(32, 64), likelihood="bernoulli")
+    print(f"demo: training a conv VAE ({sum(p.numel() for p in model.parameters()):,} parameters) on mnist5k "
+          f"({len(data)} train images) for {steps} steps")
+    run_training(model, data, steps=steps, out=out, batch_size=128, lr=2e-3, device=device,
+                 data={"name": "mnist5k", "opts": {}})
+    print("demo: test-split likelihood bounds (ELBO and IWAE, k=100) ...")
+    res = evaluate(out, n=None, k=100, device=device)["metrics"]["nll"]
+    model_figures(out)
+    page = write_report(out)
+    print(f"demo: on {res['n']} binarised test digits: negative ELBO {res['elbo_nats']:.1f} nats "
+          f"({res['elbo_bpd']:.4f} bits/dim), IWAE bound (k=100) {res['iwae_k100_nats']:.1f} nats "
+          f"({res['iwae_k100_bpd']:.4f} bits/dim)")
+    print(f"demo: samples   {out / 'samples'}\ndemo: figures   {out / 'figures'}\n"
+          f"demo: metrics   {out / 'metrics.jsonl'}, {out / 'eval.json'}\ndemo: report    {page}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, prog_name="genlab")
+    except GenlabError as e:
+        print(f"genlab: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("genlab: interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Pictures of what a model can do, by capability: reconstructions, latent traversals, interpolations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .images import save_grid
+
+
+@torch.no_grad()
+def model_figures(run: str | Path, n: int = 10, seed: int = 0) -> list[Path]:
+    """Write RUN/figures/*.png for every picture the run's model supports (images only); return the paths."""
+    from ..data import load_dataset
+    from ..models import load_model
+    from ..models.base import read_json
+
+    run = Path(run)
+    model = load_model(run)
+    if not model.spec.is_image:
+        return []
+    data = read_json(run / "config.json").get("data", {"name": model.spec.name})
+    test = load_dataset(data["name"], "test", **data.get("opts", {}))
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(test), generator=g)[: 2 * n]
+    x, y = test.x[idx], test.y[idx]
+    y = y if getattr(model.config, "conditional", False) else None
+    out: list[Path] = []
+    caps = model.capabilities
+    if "reconstruct" in caps:
+        rec = model.reconstruct(x[:n], None if y is None else y[:n])
+        out.append(save_grid(torch.stack([x[:n], rec]), model.spec, run / "figures" / "reconstructions.png"))
+    if "traverse" in caps:
+        dims = None
+        kl = _last_kl(run)
+        if kl is not None:  # the most informative dimensions first
+            dims = sorted(range(len(kl)), key=lambda i: -kl[i])[: min(8, len(kl))]
+        grid = model.traverse(dims=dims, steps=9, y=None if y is None else y[:1])
+        out.append(save_grid(grid, model.spec, run / "figures" / "traversal.png"))
+    if "interpolate" in caps:
+        path = model.interpolate(x[:6], x[n:n + 6], steps=10, y=None if y is None else y[:6])
+        out.append(save_grid(path, model.spec, run / "figures" / "interpolation.png"))
+    return out
+
+
+def _last_kl(run: Path) -> list[float] | None:
+    import json
+
+    f = run / "metrics.jsonl"
+    if not f.is_file():
+        return None
+    for line in reversed(f.read_text().splitlines()):
+        if line.strip() and "kl_per_dim" in (r := json.loads(line)):
+            return r["kl_per_dim"]
+    return None

@@ -1,0 +1,126 @@
+"""`genlab report RUN`: one self-contained HTML page (config, curves, samples over training, metrics).
+Every user string is escaped (jinja2 autoescape); images are embedded, so the file can be mailed alone."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import GenlabError
+from ..train.checkpoint import atomic_write_bytes
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>genlab report: {{ title }}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+h1{font-size:1.5em} h2{font-size:1.15em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;font-size:.9em} td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left}
+th{background:#f5f5f5} .grid{display:flex;flex-wrap:wrap;gap:1em} figure{margin:0} figcaption{font-size:.8em;color:#555}
+img{image-rendering:pixelated;max-width:100%} code{background:#f3f3f3;padding:0 .2em}
+</style></head><body>
+<h1>genlab report: {{ title }}</h1>
+<p>kind <code>{{ kind }}</code> on <code>{{ dataset }}</code> &middot; {{ steps }} steps &middot;
+{{ seconds }} s of training &middot; genlab {{ version }}</p>
+{% if metrics %}<h2>Evaluation</h2><table><tr><th>metric</th><th>value</th></tr>
+{% for k, v in metrics %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</table>{% endif %}
+{% if curves %}<h2>Training curves</h2><img src="data:image/png;base64,{{ curves }}" alt="training curves">{% endif %}
+{% if figures %}<h2>Figures</h2><div class="grid">{% for name, img in figures %}
+<figure><img src="data:image/png;base64,{{ img }}" alt="{{ name }}"><figcaption>{{ name }}</figcaption></figure>
+{% endfor %}</div>{% endif %}
+{% if samples %}<h2>Samples over training</h2><div class="grid">{% for name, img in samples %}
+<figure><img src="data:image/png;base64,{{ img }}" width="200" alt="{{ name }}"><figcaption>{{ name }}</figcaption>
+</figure>{% endfor %}</div>{% endif %}
+<h2>Configuration</h2>{% for section, items in config %}<h3>{{ section }}</h3><table>
+{% for k, v in items %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}</table>{% endfor %}
+</body></html>
+"""
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def curves_png(history: list[dict[str, Any]]) -> bytes | None:
+    """One panel per logged number (loss terms, lr, throughput, active units) against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    skip = {"step", "epoch", "time"}
+    keys = [k for k in dict.fromkeys(k for r in history for k in r) if k not in skip
+            and all(isinstance(r.get(k), (int, float)) for r in history if k in r)]
+    if not keys:
+        return None
+    cols = min(3, len(keys))
+    rows = (len(keys) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), dpi=90, squeeze=False)
+    for ax, k in zip(axes.flat, keys):
+        pts = [(r["step"], r[k]) for r in history if k in r]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.2)
+        ax.set_title(k, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    last_kl = next((r["kl_per_dim"] for r in reversed(history) if "kl_per_dim" in r), None)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    if last_kl is None:
+        return buf.getvalue()
+    # a second figure: KL per latent dimension at the end, sorted (posterior collapse at a glance)
+    fig2, ax = plt.subplots(figsize=(6, 2.4), dpi=90)
+    vals = sorted(last_kl, reverse=True)
+    ax.bar(range(len(vals)), vals, color="#1f77b4")
+    ax.set_title("KL per latent dimension at the end of training (nats, sorted)", fontsize=9)
+    ax.tick_params(labelsize=7)
+    fig2.tight_layout()
+    buf2 = io.BytesIO()
+    fig2.savefig(buf2, format="png")
+    plt.close(fig2)
+    from PIL import Image
+
+    a, b = Image.open(io.BytesIO(buf.getvalue())), Image.open(io.BytesIO(buf2.getvalue()))
+    both = Image.new("RGB", (max(a.width, b.width), a.height + b.height), "white")
+    both.paste(a, (0, 0))
+    both.paste(b, (0, a.height))
+    out = io.BytesIO()
+    both.save(out, format="PNG")
+    return out.getvalue()
+
+
+def write_report(run: str | Path, out: str | Path | None = None) -> Path:
+    import jinja2
+
+    from ..evaluate import summary_rows
+    from ..train.trainer import Run, is_run
+
+    run = Path(run)
+    if not is_run(run):
+        raise GenlabError(f"{run} is not a genlab run (no config.json and metrics.jsonl)")
+    meta = json.loads((run / "config.json").read_text())
+    history = Run(run, None, 0, 0).history
+    curves = curves_png(history) if history else None
+    samples = sorted((run / "samples").glob("step_*.png")) if (run / "samples").is_dir() else []
+    if len(samples) > 12:  # keep the page light: an even spread, always with the last
+        idx = sorted({round(i * (len(samples) - 1) / 11) for i in range(12)})
+        samples = [samples[i] for i in idx]
+    figures = sorted((run / "figures").glob("*.png")) if (run / "figures").is_dir() else []
+    ev = json.loads((run / "eval.json").read_text()) if (run / "eval.json").is_file() else {}
+    config = [("model", sorted(meta.get("config", {}).items())), ("training", sorted(meta.get("train", {}).items())),
+              ("data", sorted(meta.get("data", {}).items()))]
+    last = history[-1] if history else {}
+    html = jinja2.Environment(autoescape=True).from_string(PAGE).render(
+        title=run.name, kind=meta.get("kind"), dataset=meta.get("data", {}).get("name"), steps=last.get("step", 0),
+        seconds=round(last.get("time", 0.0), 1), version=meta.get("genlab_version"), metrics=summary_rows(ev),
+        curves=base64.b64encode(curves).decode() if curves else None,
+        figures=[(f.stem, _b64(f)) for f in figures],
+        samples=[(f.stem.replace("_", " "), _b64(f)) for f in samples], config=config)
+    path = Path(out) if out else run / "report.html"
+    atomic_write_bytes(path, html.encode())
+    return path
