@@ -113,7 +113,8 @@ def train(
         if out is None:
             raise GenlabError("--resume needs --out RUN_DIR, the run to continue")
         if not is_run(out):
-            raise GenlabError(f"{out} is not a genlab run, nothing to resume; start one with genlab train KIND --out {out}")
+            raise GenlabError(f"{out} is not a genlab run, nothing to resume; "
+                              f"start one with genlab train KIND --out {out}")
         meta = read_json(out / "config.json")
         if kind is not None and kind != meta["kind"]:
             raise GenlabError(f"{out} is a {meta['kind']} run, not {kind}")
@@ -174,24 +175,26 @@ def sample(
     opts = {"sampler": sampler, "steps": steps, "guidance": guidance}
     _check_sample_options(model, opts)
     x = model.sample(n, seed=seed, labels=label, prompt=prompt, **{k: v for k, v in opts.items() if v is not None})
-    out = out or run / "samples" / f"sample_seed{seed}.{'png' if model.spec.is_image or model.spec.dims == 2 else 'npz'}"
+    ext = "png" if model.spec.is_image or model.spec.dims == 2 else "npz"
+    out = out or run / "samples" / f"sample_seed{seed}.{ext}"
     suffix = out.suffix.lower()
     if suffix == ".png":
         if save_samples(x.cpu(), model.spec, out) is None:
-            raise GenlabError(f"{model.spec.kind} data of {model.spec.dims} dims has no picture; use --out FILE.npz or .csv")
+            raise GenlabError(f"{model.spec.kind} data of {model.spec.dims} dims has no picture; "
+                              "use --out FILE.npz or FILE.csv")
     elif suffix == ".npz":
         import io
 
         buf = io.BytesIO()
         orig = model.spec.to_original(x)
         arrays = orig if isinstance(orig, dict) else {"x": orig}
-        np.savez(buf, **{k: np.asarray(v).astype(str) if np.asarray(v).dtype == object else v for k, v in arrays.items()})
+        np.savez(buf, **{k: v.astype(str) if v.dtype == object else v for k, v in arrays.items()})
         atomic_write_bytes(out, buf.getvalue())
     elif suffix == ".csv":
         orig = model.spec.to_original(x)
-        cols = orig if isinstance(orig, dict) else {f"x{i}": orig[:, i] for i in range(orig.shape[1])} if orig.ndim == 2 else None
-        if cols is None:
+        if not isinstance(orig, dict) and orig.ndim != 2:
             raise GenlabError("images cannot be written as CSV; use --out FILE.png or FILE.npz")
+        cols = orig if isinstance(orig, dict) else {f"x{i}": orig[:, i] for i in range(orig.shape[1])}
         lines = [",".join(cols)] + [",".join(str(cols[c][i]) for c in cols) for i in range(n)]
         atomic_write_bytes(out, ("\n".join(lines) + "\n").encode())
     else:
@@ -232,7 +235,7 @@ def eval_cmd(
 @app.command()
 def report(run: Path = typer.Argument(..., help="run directory"),
            out: Path | None = typer.Option(None, "--out", help="HTML file (default RUN/report.html)"),
-           figures: bool = typer.Option(True, "--figures/--no-figures", help="draw reconstructions etc. first")) -> None:
+           figures: bool = typer.Option(True, "--figures/--no-figures", help="draw reconstructions etc.")) -> None:
     """Write a self-contained HTML report of a run: config, curves, samples over training, figures, metrics."""
     from .report.figures import model_figures
     from .report.html import write_report

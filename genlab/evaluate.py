@@ -24,7 +24,7 @@ PROTOCOL_VERSION = "1"
 def likelihood(model, dataset, k: int = 100, n: int | None = None, batch_size: int = 256, seed: int = 0) -> dict:
     """Mean negative log-likelihood bounds over (the first n examples of) `dataset`, nats and bits/dim."""
     if "log_prob" not in model.capabilities:
-        raise GenlabError(f"{model.kind} has no log_prob, so no likelihood; models with it are listed by `genlab models`")
+        raise GenlabError(f"{model.kind} has no log_prob, so no likelihood; `genlab models` lists those with it")
     x, y = dataset.x[:n] if n else dataset.x, dataset.y[:n] if n else dataset.y
     model.eval()
     dev = model.device

@@ -70,7 +70,7 @@ def test_listings(cli):
 def test_bad_inputs_unknown_names(cli, tmp_path):
     one_line_error(*cli("train", "vae", "--data", "nosuchdata", *FAST, "--out", tmp_path / "a")[::2], "unknown dataset")
     one_line_error(*cli("train", "gann", "--data", "digits", *FAST, "--out", tmp_path / "b")[::2], "unknown model kind")
-    one_line_error(*cli("train", "vae", "--data", "digits", "--set", "bogus=1", *FAST)[::2], "unknown vae option 'bogus'")
+    one_line_error(*cli("train", "vae", "--data", "digits", "--set", "bogus=1", *FAST)[::2], "unknown vae option")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
@@ -103,7 +103,7 @@ def test_bad_inputs_labels_and_config_values(cli, vae_run, tmp_path):
     one_line_error(*cli("sample", vae_run, "--label", "12")[::2], "label 12 is out of range")
     one_line_error(*cli("train", "vae", "--data", "digits", "--lr", "-0.1", *FAST)[::2], "lr must be > 0")
     one_line_error(*cli("train", "vae", "--data", "digits", "--set", "beta=-1", *FAST)[::2], "beta must be >= 0")
-    one_line_error(*cli("train", "vae", "--data", "digits", "--set", "latent_dim=abc", *FAST)[::2], "expects an integer")
+    one_line_error(*cli("train", "vae", "--data", "digits", "--set", "latent_dim=x", *FAST)[::2], "expects an integer")
     one_line_error(*cli("sample", vae_run, "--guidance", "2")[::2], "takes no --guidance")
 
 

@@ -14,8 +14,9 @@ FASHION = builtin.idx_folder("fashion-mnist") is not None
 
 
 @pytest.mark.parametrize("name,shape,classes,n_train,n_test", [
-    ("gaussians8", (2,), 8, 20_000, 2_500), ("gaussians25", (2,), 25, 20_000, 2_500), ("moons", (2,), 2, 20_000, 2_500),
-    ("swissroll", (2,), None, 20_000, 2_500), ("circles", (2,), 2, 20_000, 2_500), ("checkerboard", (2,), None, 20_000, 2_500),
+    ("gaussians8", (2,), 8, 20_000, 2_500), ("gaussians25", (2,), 25, 20_000, 2_500),
+    ("moons", (2,), 2, 20_000, 2_500), ("swissroll", (2,), None, 20_000, 2_500),
+    ("circles", (2,), 2, 20_000, 2_500), ("checkerboard", (2,), None, 20_000, 2_500),
     ("digits", (1, 8, 8), 10, 1438, 359), ("mnist5k", (1, 28, 28), 10, 4000, 1000),
     ("breast-cancer", (30,), 2, 455, 114), ("wine", (13,), 3, 142, 36),
 ])

@@ -83,7 +83,8 @@ def load_npz(path: str, test_fraction: float = 0.1) -> tuple[Split, Split, DataS
     except (ValueError, OSError) as e:
         raise GenlabError(f"cannot read {p} as .npz ({e}); save it with numpy.savez") from None
     if "x" not in arrays:
-        raise GenlabError(f"{p} has no array named 'x' (found: {', '.join(arrays) or 'none'}); save with np.savez(f, x=..., y=...)")
+        found = ", ".join(arrays) or "none"
+        raise GenlabError(f"{p} has no array named 'x' (found: {found}); save with np.savez(f, x=..., y=...)")
     x, y = arrays["x"], arrays.get("y")
     _check_finite(x, str(p))
     if y is not None and len(y) != len(x):

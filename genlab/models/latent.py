@@ -101,7 +101,10 @@ class LatentModel(GenerativeModel):
             raise GenlabError(f"steps must be >= 2, got {steps}")
         za, zb = self.encode(a, y), self.encode(b, y)
         t = torch.linspace(0, 1, steps, device=za.device)
-        path = slerp(za, zb, t) if method == "slerp" else (1 - t)[None, :, None] * za[:, None] + t[None, :, None] * zb[:, None]
+        if method == "slerp":
+            path = slerp(za, zb, t)
+        else:
+            path = (1 - t)[None, :, None] * za[:, None] + t[None, :, None] * zb[:, None]
         yy = None if y is None else torch.as_tensor(y, device=za.device).reshape(-1).repeat_interleave(steps)
         return self.decode(path.flatten(0, 1), yy).view(len(za), steps, *self.spec.shape)
 
@@ -110,7 +113,10 @@ class LatentModel(GenerativeModel):
         """Move one latent dimension at a time over [-span, span] units around x's code (or the prior centre):
         (len(dims), steps, *shape)."""
         center, scale = self.latent_center_scale()
-        z0 = self.encode(x[None] if x is not None and x.dim() == len(self.spec.shape) else x, y)[0] if x is not None else center
+        if x is None:
+            z0 = center
+        else:
+            z0 = self.encode(x[None] if x.dim() == len(self.spec.shape) else x, y)[0]
         dims = list(range(min(self.config.latent_dim, 10))) if dims is None else [int(d) for d in dims]
         bad = [d for d in dims if not 0 <= d < self.config.latent_dim]
         if bad:

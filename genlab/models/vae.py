@@ -30,7 +30,7 @@ class VAEConfig(LatentConfig):
     likelihood: str = "gaussian"  # gaussian | bernoulli
     sigma: float | None = None  # fixed decoder std (data units); None: learned (see sigma_mode)
     sigma_mode: str = "shared"  # learned sigma: one shared scalar (σ-VAE, Rybkin et al. 2021) | pixel (per dim)
-    beta_nll: float = 0.0  # pixel sigma: weight each dim's training NLL by stop-grad(sigma^2)^beta_nll (Seitzer et al. 2022)
+    beta_nll: float = 0.0  # pixel sigma: weight each dim's NLL by stop-grad(sigma^2)^beta_nll (Seitzer et al. 2022)
     binarize: bool = True  # bernoulli only: binarise targets (needed for log_prob to be a likelihood)
     beta: float = 1.0  # weight of the KL term (β-VAE)
     kl_warmup_steps: int = 0  # KL annealing: the KL weight grows linearly from 0 to beta over these steps
@@ -38,7 +38,8 @@ class VAEConfig(LatentConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check(self.likelihood in ("gaussian", "bernoulli"), f"likelihood must be gaussian or bernoulli, got '{self.likelihood}'")
+        check(self.likelihood in ("gaussian", "bernoulli"),
+              f"likelihood must be gaussian or bernoulli, got '{self.likelihood}'")
         check(self.sigma is None or self.sigma > 0, f"sigma must be > 0 (or unset to learn it), got {self.sigma}")
         check(self.sigma_mode in ("shared", "pixel"), f"sigma_mode must be shared or pixel, got '{self.sigma_mode}'")
         check(0 <= self.beta_nll <= 1, f"beta_nll must be in [0, 1], got {self.beta_nll}")

@@ -67,7 +67,8 @@ class TrainConfig:
         check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
-        check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), f"betas must be two numbers in [0, 1), got {self.betas}")
+        check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+              f"betas must be two numbers in [0, 1), got {self.betas}")
         check(self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
         check(self.schedule in ("cosine", "constant"), f"schedule must be cosine or constant, got '{self.schedule}'")
         check(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
@@ -423,9 +424,11 @@ def train(model: GenerativeModel, dataset: GenDataset, *, steps: int | None = No
     (model.train_defaults()) fill what the caller leaves out."""
     budget = {k: v for k, v in (("steps", steps), ("epochs", epochs), ("minutes", minutes)) if v is not None}
     cfg = from_dict(TrainConfig, {**model.train_defaults(), **options, **budget}, where="train")
-    if dataset.spec.to_dict() != model.spec.to_dict() and dataset.spec.shape != model.spec.shape:
-        raise GenlabError(f"the model was built for data of shape {model.spec.shape}, the dataset has {dataset.spec.shape}")
-    run = Path(out) if out is not None else Path("runs") / f"{model.kind}-{dataset.spec.name.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if dataset.spec.shape != model.spec.shape:
+        raise GenlabError(f"the model was built for data of shape {model.spec.shape}, "
+                          f"the dataset has {dataset.spec.shape}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run = Path(out) if out is not None else Path("runs") / f"{model.kind}-{dataset.spec.name.split(':')[0]}-{stamp}"
     if resume and not is_run(run):
         raise GenlabError(f"{run} is not a genlab run, nothing to resume; start one with genlab train ... --out {run}")
     if not resume and run.exists() and any(run.iterdir()):
