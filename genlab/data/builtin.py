@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -189,10 +188,9 @@ def download_idx(name: str, dest: Path | None = None) -> Path:
             raise GenlabError(f"could not download {name} ({e}); {idx_howto(name)}") from None
         if hashlib.md5(blob).hexdigest() != md5:
             raise GenlabError(f"checksum mismatch for {stem}.gz from {base}; nothing was written, try again later")
-        fd, tmp = tempfile.mkstemp(dir=dest, suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, target)
+        from ..train.checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(target, blob)
     return dest
 
 

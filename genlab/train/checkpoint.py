@@ -15,8 +15,16 @@ from safetensors.torch import load_file, save_file
 from ..errors import GenlabError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _tmp_in(directory: Path, suffix: str) -> Path:
+    """A temp file beside the target; mkstemp makes it 0600, so give it the permissions a plain open() would."""
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     return Path(tmp)
 
@@ -78,6 +86,7 @@ def write_checkpoint_dir(run: Path, files: dict[str, Any]) -> None:
     `files` maps file name -> tensors dict (.safetensors), JSON-able dict (.json) or torch-saveable state (.pt,
     plain tensors and containers only, read back with weights_only=True)."""
     tmp = Path(tempfile.mkdtemp(dir=run, prefix=".checkpoint-"))
+    tmp.chmod(0o777 & ~_umask())
     try:
         for name, obj in files.items():
             if name.endswith(".safetensors"):

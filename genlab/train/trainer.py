@@ -382,6 +382,8 @@ class Trainer:
                 last = time.perf_counter()  # side work (logging, samples, checkpoints) is not training time
         if self.tb is not None:
             self.tb.close()
+        if self.channels_last:  # hand the model back in the standard layout, as it was given
+            self.model.to(memory_format=torch.contiguous_format)
 
 
 class _Progress:
