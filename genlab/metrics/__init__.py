@@ -1,17 +1,9 @@
-"""Metrics. Likelihood helpers now; the sample-quality metrics (FID, KID, P/R, D/C, IS) join in the evaluation work."""
+"""Metrics on any features: FID, KID, precision/recall, density/coverage, IS, mode metrics, bits/dim, and a
+memorisation check. Feature extractors live in genlab.metrics.features; the protocol in genlab.evaluate."""
 
-from __future__ import annotations
+from .distances import frechet_distance, kid
+from .manifold import density_coverage, memorization, precision_recall
+from .scores import bits_per_dim, inception_score, mode_metrics
 
-import math
-
-import torch
-
-
-def bits_per_dim(nll_nats, dims: int):
-    """Negative log-likelihood in nats per example -> bits per dimension."""
-    if isinstance(nll_nats, torch.Tensor):
-        return nll_nats / (dims * math.log(2))
-    return float(nll_nats) / (dims * math.log(2))
-
-
-__all__ = ["bits_per_dim"]
+__all__ = ["frechet_distance", "kid", "precision_recall", "density_coverage", "inception_score", "mode_metrics",
+           "bits_per_dim", "memorization"]
