@@ -53,7 +53,7 @@ def main() -> None:
     tag = args.out.name
     args.img.mkdir(parents=True, exist_ok=True)
     for f in ("reconstructions", "traversal"):
-        shutil.copy(args.out / "figures" / f"{f}.png", args.img / f"{tag}-{f}.png")
+        shutil.copyfile(args.out / "figures" / f"{f}.png", args.img / f"{tag}-{f}.png")
     save_grid(genlab.load(args.out).sample(64, seed=0), data.spec, args.img / f"{tag}-samples.png")
     summary = {"config": cfg, "params": params, "epochs": args.epochs, "steps": run.step,
                "train_seconds": round(train_s, 1), "eval_seconds": round(eval_s, 1),

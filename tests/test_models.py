@@ -147,4 +147,5 @@ def test_tensorboard_logging(digits, tmp_path):
     genlab.train(model, digits[0], steps=10, batch_size=64, progress=False, out=tmp_path / "tb", tensorboard=True,
                  log_every=5)
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb" / "tb"))
-    assert oct(os.stat(tmp_path / "tb" / "config.json").st_mode & 0o044) == "0o44"  # readable like any file
+    for f in ("config.json", "model.safetensors", "checkpoint/model.safetensors"):  # readable like any file
+        assert os.stat(tmp_path / "tb" / f).st_mode & 0o044 == 0o044, f

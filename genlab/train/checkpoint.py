@@ -49,11 +49,17 @@ def atomic_write_json(path: Path, obj: dict[str, Any], merge: bool = False) -> N
     atomic_write_bytes(path, (json.dumps(obj, indent=2, default=str) + "\n").encode())
 
 
+def save_tensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' save_file, with the permissions a plain open() would give (it makes files 0600)."""
+    save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(path), metadata=metadata)
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def atomic_save_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_in(path.parent, ".safetensors")
     try:
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, str(tmp))
+        save_tensors(state, tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -90,7 +96,7 @@ def write_checkpoint_dir(run: Path, files: dict[str, Any]) -> None:
     try:
         for name, obj in files.items():
             if name.endswith(".safetensors"):
-                save_file({k: v.detach().cpu().contiguous().clone() for k, v in obj.items()}, str(tmp / name))
+                save_tensors(obj, tmp / name)
             elif name.endswith(".json"):
                 (tmp / name).write_text(json.dumps(obj, indent=2))
             else:

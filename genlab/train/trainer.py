@@ -365,12 +365,13 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
                 final = self.done()
-                if self.main and (self.step % cfg.log_every == 0 or final):
+                diag = self.step % every_diag == 0 or final
+                if self.main and (self.step % cfg.log_every == 0 or diag):
                     rate = count * cfg.batch_size / max(now - window_start, 1e-9)
                     record = {"step": self.step, "epoch": round(self.draws / self.steps_per_epoch, 4),
                               "time": round(self.elapsed, 3), "images_per_s": round(rate, 1),
                               **{k: v / count for k, v in sums.items()}}
-                    if self.step % every_diag == 0 or final:
+                    if diag:
                         record.update(self.diagnostics())
                     self.log(record)
                     bar.update(self.step, self.elapsed, record.get("loss", next(iter(sums.values()))), rate)
