@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 import genlab
-from genlab.evaluate import draw_samples, evaluate, evaluate_samples
 from genlab.metrics.features import extractor_for
+from genlab.metrics.protocol import draw_samples, evaluate, evaluate_samples
 
 
 class ForTorchmetrics(nn.Module):

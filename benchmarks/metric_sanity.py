@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import genlab
-from genlab.evaluate import evaluate_samples
+from genlab.metrics.protocol import evaluate_samples
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

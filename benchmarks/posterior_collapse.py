@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 import genlab
-from genlab.evaluate import likelihood
+from genlab.metrics.protocol import likelihood
 
 SETTINGS = {
     "plain, beta=1": {"beta": 1.0},

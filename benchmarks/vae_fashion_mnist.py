@@ -19,7 +19,7 @@ import torch
 
 import genlab
 from genlab.config import parse_overrides
-from genlab.evaluate import evaluate
+from genlab.metrics.protocol import evaluate
 from genlab.report.figures import model_figures
 from genlab.report.html import write_report
 from genlab.report.images import save_grid

@@ -34,7 +34,7 @@ def __getattr__(name: str):
 
         return importlib.import_module(".train", __name__)
     if name == "evaluate":
-        from .evaluate import evaluate
+        from .metrics.protocol import evaluate
 
         return evaluate
     raise AttributeError(f"module 'genlab' has no attribute '{name}'")

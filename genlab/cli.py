@@ -216,7 +216,7 @@ def eval_cmd(
     """Evaluate a run on its test split with the protocol's metrics; writes RUN/eval.json and prints a table."""
     from rich.table import Table
 
-    from .evaluate import evaluate, summary_rows
+    from .metrics.protocol import evaluate, summary_rows
     from .train.checkpoint import atomic_write_json
 
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
@@ -275,7 +275,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out"),
     import torch
 
     from .data import load_dataset
-    from .evaluate import evaluate
+    from .metrics.protocol import evaluate
     from .models import create
     from .report.figures import model_figures
     from .report.html import write_report

@@ -9,8 +9,8 @@ import torch
 import genlab
 from genlab.data import builtin
 from genlab.errors import GenlabError
-from genlab.evaluate import applicable, evaluate, evaluate_samples
 from genlab.metrics.features import SHIPPED, WEIGHTS, extractor_for, file_sha256
+from genlab.metrics.protocol import applicable, evaluate, evaluate_samples
 
 FASHION = builtin.idx_folder("fashion-mnist") is not None
 

@@ -149,3 +149,14 @@ def test_tensorboard_logging(digits, tmp_path):
     assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb" / "tb"))
     for f in ("config.json", "model.safetensors", "checkpoint/model.safetensors"):  # readable like any file
         assert os.stat(tmp_path / "tb" / f).st_mode & 0o044 == 0o044, f
+
+
+def test_public_api_names_stay_callable_after_submodule_imports():
+    import importlib
+
+    import genlab.cli  # noqa: F401 (imports genlab.train and genlab.metrics.protocol)
+
+    importlib.import_module("genlab.train.trainer")
+    for name in ("load_dataset", "create", "train", "load", "evaluate"):
+        assert callable(getattr(genlab, name)), name
+    assert callable(genlab.evaluate) and callable(genlab.train)  # twice: __getattr__ results must not be shadowed

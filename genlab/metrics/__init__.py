@@ -1,5 +1,5 @@
 """Metrics on any features: FID, KID, precision/recall, density/coverage, IS, mode metrics, bits/dim, and a
-memorisation check. Feature extractors live in genlab.metrics.features; the protocol in genlab.evaluate."""
+memorisation check. Feature extractors live in genlab.metrics.features, the protocol in genlab.metrics.protocol."""
 
 from .distances import frechet_distance, kid
 from .manifold import density_coverage, memorization, precision_recall

@@ -97,7 +97,7 @@ def curves_png(history: list[dict[str, Any]]) -> bytes | None:
 def write_report(run: str | Path, out: str | Path | None = None) -> Path:
     import jinja2
 
-    from ..evaluate import summary_rows
+    from ..metrics.protocol import summary_rows
     from ..train.trainer import Run, is_run
 
     run = Path(run)

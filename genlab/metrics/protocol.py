@@ -18,17 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import GenlabError
-from .metrics import (
-    bits_per_dim,
-    density_coverage,
-    frechet_distance,
-    inception_score,
-    kid,
-    memorization,
-    mode_metrics,
-    precision_recall,
-)
+from ..errors import GenlabError
+from .distances import frechet_distance, kid
+from .manifold import density_coverage, memorization, precision_recall
+from .scores import bits_per_dim, inception_score, mode_metrics
 
 PROTOCOL_VERSION = "1"
 METRICS = {
@@ -51,7 +44,7 @@ def cache_dir() -> Path:
 def reference_features(dataset: str, split: str, extractor=None, opts: dict | None = None):
     """(features, probs) of a dataset split: extractor outputs for images (cached on disk), the standardised data
     itself for vectors and tables."""
-    from .data import load_dataset
+    from ..data import load_dataset
 
     data = load_dataset(dataset, split, **(opts or {}))
     if extractor is None:
@@ -64,7 +57,7 @@ def reference_features(dataset: str, split: str, extractor=None, opts: dict | No
     feats, probs = extractor.run(data.x)
     import io
 
-    from .train.checkpoint import atomic_write_bytes
+    from ..train.checkpoint import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez(buf, features=feats.numpy(), **({"probs": probs.numpy()} if probs is not None else {}))
@@ -73,7 +66,7 @@ def reference_features(dataset: str, split: str, extractor=None, opts: dict | No
 
 
 def applicable(spec, model=None) -> list[str]:
-    from .data.builtin import MIXTURES
+    from ..data.builtin import MIXTURES
 
     names = ["fid", "kid", "pr", "dc"]
     if spec.is_image:
@@ -91,8 +84,8 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, metrics: list[str] | N
                      labels: torch.Tensor | None = None, extractor: str | None = None, opts: dict | None = None,
                      device: str = "cpu", kid_subsets: int = 100) -> dict[str, Any]:
     """Compare model-space samples (N, *shape) with a dataset split. Returns {metric: {...}} plus bookkeeping."""
-    from .data import load_dataset
-    from .metrics.features import extractor_for
+    from ..data import load_dataset
+    from .features import extractor_for
 
     spec = load_dataset(dataset, split, **(opts or {})).spec
     names = metrics or [m for m in applicable(spec) if m not in ("cls_acc", "nll")]
@@ -182,10 +175,10 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
              write: bool = True) -> dict[str, Any]:
     """Evaluate a run on its dataset's test split; writes RUN/eval.json. n: generated samples (default 10,000,
     or the test split's size if smaller); k: importance samples of the IWAE bound."""
-    from .data import load_dataset
-    from .models import load_model
-    from .models.base import read_json
-    from .train.trainer import resolve_device
+    from ..data import load_dataset
+    from ..models import load_model
+    from ..models.base import read_json
+    from ..train.trainer import resolve_device
 
     run = Path(run)
     if not (run / "config.json").is_file():
@@ -224,7 +217,7 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
         result["metrics"]["nll"] = likelihood(model, test, k=k, n=n)
     result["seconds"] = round(time.perf_counter() - t0, 2)
     if write:
-        from .train.checkpoint import atomic_write_json
+        from ..train.checkpoint import atomic_write_json
 
         atomic_write_json(run / "eval.json", result)
     return result
