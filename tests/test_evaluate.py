@@ -73,8 +73,8 @@ def test_degraded_sets_rank_below_held_out_data():
 def test_evaluate_run_writes_eval_json_and_caches_reference_features(tmp_path):
     data = genlab.load_dataset("digits")
     torch.manual_seed(0)
-    model = genlab.create("vae", data.spec, channels=(16, 32), conditional=True)
-    genlab.train(model, data, steps=300, batch_size=64, lr=3e-3, warmup_steps=20, progress=False, out=tmp_path / "r")
+    model = genlab.create("vae", data.spec, channels=(16, 32), conditional=True, latent_dim=4)
+    genlab.train(model, data, steps=500, batch_size=64, lr=3e-3, warmup_steps=20, progress=False, out=tmp_path / "r")
     t0 = time.perf_counter()
     first = evaluate(tmp_path / "r", n=359, k=5)
     t1 = time.perf_counter()

@@ -155,5 +155,6 @@ def test_torchrun_two_processes_match_single_process(tmp_path):
     a = load_file(str(tmp_path / "single" / "model.safetensors"))
     b = load_file(str(tmp_path / "ddp" / "model.safetensors"))
     diff = max((a[k] - b[k]).abs().max().item() for k in a if k.startswith(("encoder", "decoder")))
+    print(f"\nmax |single - ddp| weight difference after 40 steps: {diff:.2e}")
     assert diff < 1e-5, diff
     assert json.loads((tmp_path / "ddp" / "config.json").read_text())["world_size"] == 2

@@ -34,6 +34,8 @@ SHIPPED: dict[str, ExtractorInfo] = {
                             "1e46083eefed42f14f59ad3e41b46e863ca4e5871c51ce0162d8db636de02bd0", 0.9916),
     "mnist5k": ExtractorInfo("mnist5k.safetensors",
                              "1ba0b5329d415be022ba7529503a9d5aca666b2d89ce48640b2af5e81106796e", 0.9890),
+    "fashion-mnist": ExtractorInfo("fashion-mnist.safetensors",
+                                   "c7b0623d3edb37b232939e25cf5662d649d3b35005bed3d7246b9f345788d875", 0.9343),
 }
 
 
