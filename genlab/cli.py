@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def train(
     train_cfg.setdefault("progress", progress)
     run = run_training(model, dataset, out=out, resume=resume, data=data_info, **budget, **train_cfg)
     last = run.history[-1] if run.history else {}
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary line
         loss = f"loss {last['loss']:.4g}, " if "loss" in last else ""
         print(f"trained {kind} for {run.step} steps ({loss}{run.seconds:.0f} s); run directory: {run.path}")
 

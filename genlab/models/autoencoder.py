@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import check
+from ..errors import GenlabError
 from .base import generator, randn
 from .latent import LatentConfig, LatentModel
 
@@ -46,8 +47,6 @@ class Autoencoder(LatentModel):
     def __init__(self, spec, config: AEConfig):
         super().__init__(spec, config, enc_out=config.latent_dim)
         if config.loss == "bce" and not spec.is_image:
-            from ..errors import GenlabError
-
             raise GenlabError(f"loss=bce needs image data in [-1, 1]; {spec.name} is {spec.kind} data: use loss=mse")
         L = config.latent_dim
         self.register_buffer("code_mean", torch.zeros(L))
