@@ -47,7 +47,6 @@ def test_resume_after_kill_is_exact(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert json.loads(state.read_text())["step"] == 100, "the kill came after the run finished; make steps slower"
-    assert not (two / "checkpoint" / "optim.pt").with_name("nothing").exists()
     subprocess.run([PY, "-m", "genlab", "train", "--resume", "--out", str(two), "--no-progress"], check=True,
                    env=env, cwd=ROOT, capture_output=True)
     assert json.loads(state.read_text())["step"] == 200

@@ -221,9 +221,10 @@ class Trainer:
         return finished
 
     # ---- one iteration
-    def train_step(self) -> dict[str, float]:
+    def train_step(self) -> dict[str, torch.Tensor | float]:
+        """One iteration; the logged terms stay tensors (no device sync) until a logging step."""
         factor = self.lr_factor(self.progress())
-        logs: dict[str, float] = {}
+        logs: dict[str, torch.Tensor | float] = {}
         for phase, repeats in self.model.phases:
             opt = self.optimizers[phase]
             for group in opt.param_groups:
@@ -239,7 +240,7 @@ class Trainer:
                     torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
                 opt.step()
             prefix = "" if len(self.model.phases) == 1 else f"{phase}/"
-            logs.update({prefix + k: float(v) for k, v in parts.items()})
+            logs.update({prefix + k: v.detach() for k, v in parts.items()})
         if self.ema is not None:
             self.ema.update(self.model)
         logs["lr"] = self.cfg.lr * factor
@@ -350,7 +351,7 @@ class Trainer:
         every_diag = cfg.diag_every or every_sample
         bar = _Progress(self.total_steps, cfg.minutes, enabled=cfg.progress and self.main, start=self.step,
                         elapsed=self.elapsed)
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor | float] = {}
         count, window_start = 0, time.perf_counter()
         last = time.perf_counter()
         self.model.train()
@@ -370,7 +371,7 @@ class Trainer:
                     rate = count * cfg.batch_size / max(now - window_start, 1e-9)
                     record = {"step": self.step, "epoch": round(self.draws / self.steps_per_epoch, 4),
                               "time": round(self.elapsed, 3), "images_per_s": round(rate, 1),
-                              **{k: v / count for k, v in sums.items()}}
+                              **{k: float(v) / count for k, v in sums.items()}}
                     if diag:
                         record.update(self.diagnostics())
                     self.log(record)
