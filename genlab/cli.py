@@ -121,20 +121,18 @@ def train(
             raise GenlabError(f"{out} is a {meta['kind']} run, not {kind}")
         kind, data_info = meta["kind"], meta["data"]
         model_cfg = {**meta["config"], **sec["model"]}
-        saved_train = {k: v for k, v in meta["train"].items() if k not in ("steps", "epochs", "minutes")}
-        train_cfg = {**saved_train, **({} if budget else {k: meta["train"][k] for k in ("steps", "epochs", "minutes")
-                                                           if meta["train"].get(k) is not None}),
-                     **sec["train"], **cli_train}
+        budgets = ("steps", "epochs", "minutes")  # the saved budget stands unless a new one is given
+        saved = {k: v for k, v in meta["train"].items() if k not in budgets or (not budget and v is not None)}
+        train_cfg = {**saved, "progress": progress, **sec["train"], **cli_train}
     else:
         if kind is None or data is None:
             raise GenlabError("give a model kind and --data, e.g. genlab train vae --data mnist5k --steps 1000")
         name, opts = parse_name(data)
         data_info = {"name": name, "opts": {**opts, **sec["data"]}}
-        model_cfg, train_cfg = sec["model"], {**sec["train"], **cli_train}
+        model_cfg, train_cfg = sec["model"], {"progress": progress, **sec["train"], **cli_train}
     dataset = load_dataset(data_info["name"], "train", **data_info.get("opts", {}))
     torch.manual_seed(int(train_cfg.get("seed", 0)))  # the initial weights follow the seed
     model = create(kind, dataset.spec, **model_cfg)
-    train_cfg.setdefault("progress", progress)
     run = run_training(model, dataset, out=out, resume=resume, data=data_info, **budget, **train_cfg)
     last = run.history[-1] if run.history else {}
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary line
@@ -206,7 +204,8 @@ def sample(
 @app.command("eval")
 def eval_cmd(
     run: Path = typer.Argument(..., help="run directory"),
-    n: int | None = typer.Option(None, "--n", help="generated samples (default 10,000 or the test split's size)"),
+    n: int | None = typer.Option(None, "--n", help="samples to generate and test examples to score for nll "
+                                 "(default: 10,000 or the test split's size, and all test examples)"),
     metrics: str | None = typer.Option(None, help="comma-separated, e.g. fid,kid,pr,dc,is,cls_acc,modes,nll"),
     k: int = typer.Option(100, "--k", help="importance samples for the IWAE bound"),
     extractor: str | None = typer.Option(None, help="extractor weights FILE, or inception:FILE"),

@@ -134,3 +134,13 @@ def test_eval_bad_inputs(cli, vae_run, tmp_path):
     one_line_error(*cli("eval", ae, "--metrics", "nll")[::2], "ae has no log_prob")
     one_line_error(*cli("eval", ae, "--metrics", "cls_acc")[::2], "needs a class-conditional model")
     one_line_error(*cli("eval", tmp_path / "nowhere")[::2], "is not a genlab run")
+
+
+def test_progress_flag_is_honoured_on_resume(cli, tmp_path):
+    out = tmp_path / "p"
+    code, stdout, _ = cli("train", "ae", "--data", "digits", "--steps", "20", "--batch-size", "64", "--out", out,
+                          "--set", "train.checkpoint_every=10")
+    assert code == 0 and "train" in stdout and "img/s" in stdout  # the bar is drawn by default
+    code, stdout, _ = cli("train", "--resume", "--out", out, "--steps", "30", "--no-progress")
+    assert code == 0 and "img/s" not in stdout, stdout  # the saved run's progress=true must not win
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 30

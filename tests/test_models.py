@@ -115,8 +115,6 @@ def test_autoencoder_prior_fit_matches_empirical_codes(digits, tmp_path):
     scale = emp_cov.diagonal().sqrt()
     assert torch.all((model.code_mean - emp_mean).abs() < 0.25 * scale)
     assert torch.allclose(model.code_cov.diagonal(), emp_cov.diagonal(), rtol=0.3)
-    s = model.encode(model.sample(4000, seed=0))  # decoding then re-encoding keeps roughly the fitted spread
-    assert s.shape == (4000, 3)
 
 
 def test_kl_annealing_schedule(digits):

@@ -162,14 +162,9 @@ def load_csv(path: str, target: str | None = None, test_fraction: float = 0.2) -
     (xt, yt), (xs, ys), spec = _vectors(f"csv:{p}", "table", data[tr], ysplit[0], data[te], ysplit[1],
                                         len(class_names) if class_names else None, class_names, cols)
     # one-hot blocks stay 0/1: standardising them would break argmax decoding of categories
-    i = 0
-    for c in cols:
-        if c.type == "categorical":
-            mean, std = np.asarray(spec.mean), np.asarray(spec.std)
-            sl = slice(i, i + c.width)
-            xt[:, sl] = torch.from_numpy(data[tr][:, sl]).float()
-            xs[:, sl] = torch.from_numpy(data[te][:, sl]).float()
-            mean[sl], std[sl] = 0.0, 1.0
-            spec.mean, spec.std = mean.tolist(), std.tolist()
-        i += c.width
+    onehot = np.concatenate([np.full(c.width, c.type == "categorical") for c in cols])
+    if onehot.any():
+        xt[:, onehot], xs[:, onehot] = (torch.from_numpy(data[idx][:, onehot]).float() for idx in (tr, te))
+        spec.mean = np.where(onehot, 0.0, spec.mean).tolist()
+        spec.std = np.where(onehot, 1.0, spec.std).tolist()
     return (xt, yt), (xs, ys), spec

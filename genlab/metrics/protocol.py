@@ -65,6 +65,12 @@ def reference_features(dataset: str, split: str, extractor=None, opts: dict | No
     return feats, probs
 
 
+def check_names(names: list[str]) -> None:
+    for m in names:
+        if m not in METRICS:
+            raise GenlabError(f"unknown metric '{m}': choose from {', '.join(METRICS)}")
+
+
 def applicable(spec, model=None) -> list[str]:
     from ..data.builtin import MIXTURES
 
@@ -89,9 +95,7 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, metrics: list[str] | N
 
     spec = load_dataset(dataset, split, **(opts or {})).spec
     names = metrics or [m for m in applicable(spec) if m not in ("cls_acc", "nll")]
-    for m in names:
-        if m not in METRICS:
-            raise GenlabError(f"unknown metric '{m}': choose from {', '.join(METRICS)}")
+    check_names(names)
     if tuple(samples.shape[1:]) != spec.shape:
         raise GenlabError(f"samples of shape {tuple(samples.shape[1:])} do not match {dataset}'s {spec.shape}")
     if not torch.isfinite(samples).all():
@@ -158,7 +162,7 @@ def likelihood(model, dataset, k: int = 100, n: int | None = None, batch_size: i
 
 
 @torch.no_grad()
-def draw_samples(model, n: int, seed: int = 0, batch_size: int = 500, progress: bool = False):
+def draw_samples(model, n: int, seed: int = 0, batch_size: int = 500):
     """n samples in batches (balanced labels for conditional models): (samples, labels or None, seconds)."""
     conditional = getattr(model.config, "conditional", False)
     labels = torch.arange(n) % model.spec.num_classes if conditional else None
@@ -173,8 +177,9 @@ def draw_samples(model, n: int, seed: int = 0, batch_size: int = 500, progress: 
 def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None, n: int | None = None,
              k: int = 100, device: str = "auto", extractor: str | None = None, seed: int = 0,
              write: bool = True) -> dict[str, Any]:
-    """Evaluate a run on its dataset's test split; writes RUN/eval.json. n: generated samples (default 10,000,
-    or the test split's size if smaller); k: importance samples of the IWAE bound."""
+    """Evaluate a run on its dataset's test split; writes RUN/eval.json. n: samples generated (default 10,000,
+    or the test split's size if smaller), and also the number of test examples scored for nll (default all);
+    k: importance samples of the IWAE bound."""
     from ..data import load_dataset
     from ..models import load_model
     from ..models.base import read_json
@@ -191,9 +196,8 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
     data = meta.get("data", {"name": model.spec.name, "opts": {}})
     test = load_dataset(data["name"], "test", **data.get("opts", {}))
     names = list(metrics) if metrics else applicable(model.spec, model)
+    check_names(names)
     for m in names:
-        if m not in METRICS:
-            raise GenlabError(f"unknown metric '{m}': choose from {', '.join(METRICS)}")
         if m == "nll" and "log_prob" not in model.capabilities:
             raise GenlabError(f"{model.kind} has no log_prob, so no nll; `genlab models` lists those with it")
         if m == "cls_acc" and not getattr(model.config, "conditional", False):

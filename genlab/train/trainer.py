@@ -355,8 +355,9 @@ class Trainer:
         count, window_start = 0, time.perf_counter()
         last = time.perf_counter()
         self.model.train()
+        final = self.done()  # once per step: under DDP with a minutes budget it is a broadcast
         with bar:
-            while not self.done():
+            while not final:
                 logs = self.train_step()
                 self.step += 1
                 now = time.perf_counter()
