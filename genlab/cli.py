@@ -147,6 +147,30 @@ def _check_sample_options(model, opts: dict) -> None:
             raise GenlabError(f"{model.kind} takes no --{k}: sampler options are for diffusion models")
 
 
+def _progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def _inpaint(model, run: Path, source: str, mask_name: str, n: int, seed: int, label, resample: int, opts: dict):
+    """Inpainted images, shown under the masked inputs (the hole in grey) when written as a picture."""
+    import torch
+
+    from .apps.inpaint import load_inputs, make_mask
+    from .models.base import read_json
+
+    if "inpaint" not in model.capabilities:
+        model.inpaint(None, None)  # the capability error, naming the kinds that have it
+    data = read_json(run / "config.json").get("data") if (run / "config.json").is_file() else None
+    x = load_inputs(source, model.spec, n, data)
+    m = make_mask(mask_name, model.spec, seed)
+    out = model.inpaint(x, m, seed=seed, labels=label, resample=resample, progress=_progress(),
+                        **opts)
+    if model.spec.is_image:
+        hole = torch.broadcast_to(m, x.shape) > 0.5
+        return torch.cat([torch.where(hole, torch.zeros_like(x), x), out])
+    return out
+
+
 @app.command()
 def sample(
     run: Path = typer.Argument(..., help="run directory or saved model"),
@@ -155,12 +179,19 @@ def sample(
     seed: int = typer.Option(0),
     label: int | None = typer.Option(None, help="class label for conditional models"),
     prompt: str | None = typer.Option(None),
-    sampler: str | None = typer.Option(None),
-    steps: int | None = typer.Option(None),
-    guidance: float | None = typer.Option(None),
+    sampler: str | None = typer.Option(None, help="diffusion: ddpm, ddim or dpm++ (default: the model's)"),
+    steps: int | None = typer.Option(None, help="diffusion: sampling steps, 1..T"),
+    guidance: float | None = typer.Option(None, help="conditional diffusion: 0 uncond., 1 cond., > 1 guided"),
+    eta: float | None = typer.Option(None, help="ddim: 0 deterministic .. 1 ddpm-like"),
+    inpaint: str | None = typer.Option(None, help="fill the --mask region of IMAGE.png, FILE.npz or 'test' "
+                                       "(the first --n test images)"),
+    mask: str = typer.Option("center", help="with --inpaint: center|left|right|top|bottom|noise or a "
+                             "PNG/NPY/NPZ file, nonzero = fill"),
+    resample: int = typer.Option(5, help="with --inpaint: RePaint resampling per step"),
     device: str = typer.Option("auto"),
 ) -> None:
-    """Draw samples from a trained model and write them as a picture or arrays, in original units."""
+    """Draw samples from a trained model and write them as a picture or arrays, in original units.
+    With --inpaint, fill the masked part of given images instead (rows: input with the hole, result)."""
     import numpy as np
 
     from .models import load_model
@@ -171,14 +202,18 @@ def sample(
     if n < 1:
         raise GenlabError(f"--n must be >= 1, got {n}")
     model = load_model(run, device=str(resolve_device(device)))
-    opts = {"sampler": sampler, "steps": steps, "guidance": guidance}
+    opts = {"sampler": sampler, "steps": steps, "guidance": guidance, "eta": eta}
     _check_sample_options(model, opts)
-    x = model.sample(n, seed=seed, labels=label, prompt=prompt, **{k: v for k, v in opts.items() if v is not None})
+    opts = {k: v for k, v in opts.items() if v is not None}
+    if inpaint is not None:
+        x = _inpaint(model, run, inpaint, mask, n, seed, label, resample, opts)
+    else:
+        x = model.sample(n, seed=seed, labels=label, prompt=prompt, progress=_progress(), **opts)
     ext = "png" if model.spec.is_image or model.spec.dims == 2 else "npz"
-    out = out or run / "samples" / f"sample_seed{seed}.{ext}"
+    out = out or run / "samples" / f"{'inpaint' if inpaint else 'sample'}_seed{seed}.{ext}"
     suffix = out.suffix.lower()
     if suffix == ".png":
-        if save_samples(x.cpu(), model.spec, out) is None:
+        if save_samples(x.cpu(), model.spec, out, nrow=len(x) // 2 if inpaint else None) is None:
             raise GenlabError(f"{model.spec.kind} data of {model.spec.dims} dims has no picture; "
                               "use --out FILE.npz or FILE.csv")
     elif suffix == ".npz":

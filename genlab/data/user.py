@@ -74,6 +74,20 @@ def _check_finite(a: np.ndarray, where: str) -> None:
         raise GenlabError(f"{where} holds NaN or inf (first at row {i}); clean or drop those rows")
 
 
+def images_from_array(a: np.ndarray, where: object) -> torch.Tensor:
+    """(N, H, W), (N, H, W, C) or (N, C, H, W) uint8, or floats in [0, 1] or [-1, 1] -> (N, C, H, W) in [-1, 1]."""
+    if a.ndim == 4 and a.shape[1] in (1, 3) and a.shape[3] not in (1, 3):
+        a = a.transpose(0, 2, 3, 1)
+    if a.dtype == np.uint8:
+        return images_from_uint8(a)
+    lo, hi = float(a.min()), float(a.max())
+    if lo >= 0 and hi <= 1:
+        return images_from_uint8(np.round(a * 255).astype(np.uint8))
+    if lo >= -1 and hi <= 1:
+        return images_from_uint8(np.round((a + 1) * 127.5).astype(np.uint8))
+    raise GenlabError(f"{where}: float images must lie in [0, 1] or [-1, 1], found [{lo:g}, {hi:g}]; or save uint8")
+
+
 def load_npz(path: str, test_fraction: float = 0.1) -> tuple[Split, Split, DataSpec]:
     """Arrays `x` (and optional `y`, `x_test`, `y_test`). uint8 (N,H,W[,C]) or (N,C,H,W) are images; (N,D) vectors."""
     p = _existing(path, "npz file")
@@ -101,19 +115,7 @@ def load_npz(path: str, test_fraction: float = 0.1) -> tuple[Split, Split, DataS
     if x.ndim not in (3, 4):
         raise GenlabError(f"{p}: 'x' has shape {x.shape}; expected (N, D) vectors or (N, H, W[, C]) images")
 
-    def to_img(a: np.ndarray) -> torch.Tensor:
-        if a.ndim == 4 and a.shape[1] in (1, 3) and a.shape[3] not in (1, 3):
-            a = a.transpose(0, 2, 3, 1)
-        if a.dtype == np.uint8:
-            return images_from_uint8(a)
-        lo, hi = float(a.min()), float(a.max())
-        if lo >= 0 and hi <= 1:
-            return images_from_uint8(np.round(a * 255).astype(np.uint8))
-        if lo >= -1 and hi <= 1:
-            return images_from_uint8(np.round((a + 1) * 127.5).astype(np.uint8))
-        raise GenlabError(f"{p}: float images must lie in [0, 1] or [-1, 1], found [{lo:g}, {hi:g}]; or save uint8")
-
-    xt, xs = to_img(xtr), to_img(xte)
+    xt, xs = images_from_array(xtr, p), images_from_array(xte, p)
     lab = lambda a: None if a is None else torch.from_numpy(a.astype(np.int64))
     spec = DataSpec(f"npz:{p}", "image", tuple(xt.shape[1:]), classes, levels=256)
     return (xt, lab(ytr)), (xs, lab(yte)), spec

@@ -11,9 +11,10 @@ from ..data.spec import DataSpec
 from ..errors import GenlabError
 from .autoencoder import Autoencoder, DenoisingAutoencoder
 from .base import CAPABILITIES, GenerativeModel, read_json
+from .diffusion import DDPM
 from .vae import VAE
 
-REGISTRY: dict[str, type[GenerativeModel]] = {c.kind: c for c in (Autoencoder, DenoisingAutoencoder, VAE)}
+REGISTRY: dict[str, type[GenerativeModel]] = {c.kind: c for c in (Autoencoder, DenoisingAutoencoder, VAE, DDPM)}
 
 __all__ = ["REGISTRY", "CAPABILITIES", "GenerativeModel", "create", "available", "load_model", "model_class"]
 

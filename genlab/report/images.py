@@ -73,10 +73,10 @@ def save_scatter(samples: torch.Tensor, spec: DataSpec, path: str | Path, refere
 
 
 def save_samples(x: torch.Tensor, spec: DataSpec, path: str | Path, reference: torch.Tensor | None = None,
-                 title: str = "") -> Path | None:
+                 title: str = "", nrow: int | None = None) -> Path | None:
     """A picture of samples suited to the data: image grid, 2-D scatter; None for other data."""
     if spec.is_image:
-        return save_grid(x, spec, path)
+        return save_grid(x, spec, path, nrow)
     if spec.dims == 2:
         return save_scatter(x, spec, path, reference, title)
     return None

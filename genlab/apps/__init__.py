@@ -1,0 +1,1 @@
+"""Applications built on the models: inpainting (more to come: anomaly detection, oversampling, synthesis)."""
