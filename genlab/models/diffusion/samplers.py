@@ -61,9 +61,10 @@ def ddim_step(x, x0, eps, a: float, a_prev: float, noise, eta: float):
 def sample_loop(denoise: Denoise, schedule: NoiseSchedule, x: torch.Tensor, sampler: str, steps: int,
                 g: torch.Generator, eta: float = 0.0, known: Callable | None = None, resample: int = 1,
                 progress: Callable | None = None) -> torch.Tensor:
-    """Run `sampler` from x = x_T (pure noise) through `timesteps(T, steps)` and then to t = 0. `known(x_s, s, g)` (inpainting) overwrites the known part of
-    each intermediate x_s; `resample` > 1 re-noises x_s to x_t and repeats the step (RePaint, Lugmayr et al.
-    2022), so the generated part harmonises with the known one."""
+    """Run `sampler` from x = x_T (pure noise) through `timesteps(T, steps)`, then to t = 0.
+    `known(x_s, s, g)` (inpainting) overwrites the known part of each intermediate x_s; `resample` > 1
+    re-noises x_s to x_t and repeats the step (RePaint, Lugmayr et al. 2022), so the generated part
+    harmonises with the known one."""
     check_sampler(sampler)
     ts = timesteps(schedule.steps, steps)
     noise = lambda: torch.randn(x.shape, generator=g).to(x.device, x.dtype)
