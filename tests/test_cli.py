@@ -5,8 +5,7 @@ import json
 
 import numpy as np
 import pytest
-
-FAST = ["--steps", "30", "--batch-size", "64", "--no-progress"]
+from helpers import FAST, one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -21,13 +20,6 @@ def vae_run(tmp_path_factory):
     except SystemExit as e:
         assert e.code in (0, None)
     return out
-
-
-def one_line_error(code, err, pattern):
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2, (code, err)
-    assert len(lines) == 1 and lines[0].startswith("genlab: error: "), err
-    assert pattern in lines[0], lines[0]
 
 
 def test_train_sample_eval_report(cli, vae_run, tmp_path):

@@ -318,7 +318,7 @@ class Trainer:
         from ..report.images import save_samples
 
         with self._side_work(use_ema=True):
-            n = 64 if self.model.spec.is_image else 2000
+            n = 64 if self.model.spec.is_image else 1000
             x = self.model.sample(n, seed=self.cfg.seed)
             ref = self.dataset.x[: 2000] if self.model.spec.dims == 2 else None
             save_samples(x.cpu(), self.model.spec, self.run / "samples" / f"step_{self.step:07d}.png", ref,

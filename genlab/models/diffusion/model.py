@@ -145,7 +145,7 @@ class DDPM(GenerativeModel):
             raise GenlabError(f"guidance must be >= 0, got {w}")
         sampler = sampler or c.sampler
         check_sampler(sampler)
-        steps = int(steps or c.sample_steps)
+        steps = c.sample_steps if steps is None else int(steps)
         timesteps(c.timesteps, steps)  # validates 1 <= steps <= T
         eta = c.eta if eta is None else float(eta)
         if not 0 <= eta <= 1:
