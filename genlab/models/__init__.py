@@ -12,9 +12,10 @@ from ..errors import GenlabError
 from .autoencoder import Autoencoder, DenoisingAutoencoder
 from .base import CAPABILITIES, GenerativeModel, read_json
 from .diffusion import DDPM
+from .gan import GAN
 from .vae import VAE
 
-REGISTRY: dict[str, type[GenerativeModel]] = {c.kind: c for c in (Autoencoder, DenoisingAutoencoder, VAE, DDPM)}
+REGISTRY: dict[str, type[GenerativeModel]] = {c.kind: c for c in (Autoencoder, DenoisingAutoencoder, VAE, DDPM, GAN)}
 
 __all__ = ["REGISTRY", "CAPABILITIES", "GenerativeModel", "create", "available", "load_model", "model_class"]
 

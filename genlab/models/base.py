@@ -56,6 +56,13 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"model": [p for p in self.parameters() if p.requires_grad]}
 
+    def lr_scale(self) -> dict[str, float]:
+        """Per-phase learning-rate multipliers (e.g. TTUR's faster discriminator); default 1."""
+        return {}
+
+    def after_step(self, phase: str) -> None:
+        """Called after each optimizer step of `phase` (e.g. WGAN's weight clipping)."""
+
     def train_defaults(self) -> dict[str, Any]:
         """Training options this family prefers (e.g. EMA for diffusion); the user's options win."""
         return {}

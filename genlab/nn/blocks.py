@@ -1,10 +1,11 @@
-"""MLP and convolutional encoder/decoder shared by autoencoders, VAEs and (later) GANs."""
+"""Building blocks shared by the families: MLP, conv encoder/decoder, self-attention, norms and init helpers."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GenlabError
@@ -81,6 +82,32 @@ class ConvDecoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.inp(z).view(-1, self.c0, self.h, self.w)
         return self.out(self.ups(h))
+
+
+def zero_(module: nn.Module) -> nn.Module:
+    """Zero a layer's weights and bias, so a residual branch starts as the identity."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+def group_norm(c: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(c, 32 if c >= 128 else 8), c)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the H*W positions, residual, output projection zero-initialised."""
+
+    def __init__(self, c: int, head_dim: int = 32):
+        super().__init__()
+        self.heads = max(1, c // head_dim)
+        self.norm, self.qkv, self.proj = group_norm(c), nn.Conv2d(c, 3 * c, 1), zero_(nn.Conv2d(c, c, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2)
+        out = F.scaled_dot_product_attention(qkv[:, 0], qkv[:, 1], qkv[:, 2])  # (b, heads, hw, d)
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
 def n_params(module: nn.Module) -> int:

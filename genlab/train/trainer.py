@@ -225,10 +225,11 @@ class Trainer:
         """One iteration; the logged terms stay tensors (no device sync) until a logging step."""
         factor = self.lr_factor(self.progress())
         logs: dict[str, torch.Tensor | float] = {}
+        scale = self.model.lr_scale()
         for phase, repeats in self.model.phases:
             opt = self.optimizers[phase]
             for group in opt.param_groups:
-                group["lr"] = self.cfg.lr * factor
+                group["lr"] = self.cfg.lr * factor * scale.get(phase, 1.0)
             for _ in range(repeats):
                 x, y = self._batch()
                 loss, parts = self.net(x, y, phase=phase, step=self.step)
@@ -239,6 +240,7 @@ class Trainer:
                     params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
                     torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
                 opt.step()
+                self.model.after_step(phase)
             prefix = "" if len(self.model.phases) == 1 else f"{phase}/"
             logs.update({prefix + k: v.detach() for k, v in parts.items()})
         if self.ema is not None:

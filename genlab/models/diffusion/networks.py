@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import GenlabError
-from ...nn import activation
+from ...nn import Attention, activation, group_norm, zero_
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -24,17 +24,6 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
     args = t.float()[:, None] * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
     return F.pad(emb, (0, dim % 2))
-
-
-def zero_(module: nn.Module) -> nn.Module:
-    """Zero a layer's weights and bias, so a residual branch starts as the identity."""
-    for p in module.parameters():
-        nn.init.zeros_(p)
-    return module
-
-
-def group_norm(c: int) -> nn.GroupNorm:
-    return nn.GroupNorm(math.gcd(c, 32 if c >= 128 else 8), c)
 
 
 class Conditioning(nn.Module):
@@ -70,21 +59,6 @@ class ResBlock(nn.Module):
         scale, shift = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)
         h = self.norm2(h) * (1 + scale) + shift
         return self.skip(x) + self.conv2(self.drop(F.silu(h)))
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention over the H*W positions, residual, output projection zero-initialised."""
-
-    def __init__(self, c: int, head_dim: int = 32):
-        super().__init__()
-        self.heads = max(1, c // head_dim)
-        self.norm, self.qkv, self.proj = group_norm(c), nn.Conv2d(c, 3 * c, 1), zero_(nn.Conv2d(c, c, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2)
-        out = F.scaled_dot_product_attention(qkv[:, 0], qkv[:, 1], qkv[:, 2])  # (b, heads, hw, d)
-        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
 class UNet(nn.Module):

@@ -1,0 +1,344 @@
+"""Kind `gan`: generative adversarial networks (Goodfellow et al. 2014) with the losses of the literature, the
+DCGAN rules for images (Radford et al. 2016) or MLPs for vectors, and the stabilisation tricks:
+spectral normalisation (Miyato et al. 2018), self-attention (Zhang et al. 2019), minibatch standard deviation
+(Karras et al. 2018), feature matching and one-sided label smoothing (Salimans et al. 2016), PacGAN packing
+(Lin et al. 2018), TTUR (Heusel et al. 2017), R1 (Mescheder et al. 2018), DiffAugment (Zhao et al. 2020),
+conditional G with a concatenation or projection discriminator (Mirza & Osindero 2014; Miyato & Koyama 2018).
+
+D outputs logits (critic values for the Wasserstein losses). The Trainer runs ("discriminator", n_critic)
+then ("generator", 1) per iteration, each repeat on a fresh batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from ..config import check
+from ..errors import GenlabError
+from ..nn import MLP, Attention, activation
+from .base import GenerativeModel, generator
+
+LOSSES = ("minimax", "ns", "wgan", "wgan-gp", "hinge", "lsgan")
+
+
+@dataclass
+class GANConfig:
+    loss: str = "ns"  # minimax | ns | wgan | wgan-gp | hinge | lsgan
+    n_critic: int = 0  # D steps per G step; 0: 5 for wgan / wgan-gp, else 1
+    arch: str = "auto"  # auto (dcgan for images, mlp otherwise) | dcgan | mlp
+    latent_dim: int = 64
+    hidden: tuple[int, ...] = (256, 256, 256)  # MLP widths (G; D uses the same)
+    channels: tuple[int, ...] = (128, 64)  # DCGAN G widths from the smallest map up; D mirrors them
+    spectral_norm: bool = False  # on every D layer
+    attention: bool = False  # DCGAN: a self-attention block after the first up / down stage
+    conditional: bool = False  # label embedding into G; D by cond_d
+    cond_d: str = "projection"  # projection | concat
+    minibatch_std: bool = False  # D sees the batch's feature std (against mode collapse)
+    feature_matching: float = 0.0  # weight of ||E f(x) - E f(G(z))||^2 on D's last features in G's loss
+    pac: int = 1  # PacGAN: D judges `pac` samples at once
+    label_smoothing: float = 0.0  # one-sided: real target 1 - s (minimax / ns)
+    d_lr_ratio: float = 1.0  # TTUR: the discriminator's lr is this times the generator's
+    gp: float = 10.0  # wgan-gp: lambda
+    r1: float = 0.0  # R1 penalty gamma on real data (0: off)
+    clip: float = 0.01  # wgan: weight clipping
+    diffaugment: str = ""  # images: comma list of translation, cutout, color
+
+    def __post_init__(self):
+        check(self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got '{self.loss}'")
+        check(self.n_critic >= 0, f"n_critic must be >= 0, got {self.n_critic}")
+        check(self.arch in ("auto", "dcgan", "mlp"), f"arch must be auto, dcgan or mlp, got '{self.arch}'")
+        check(self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
+        check(self.cond_d in ("projection", "concat"), f"cond_d must be projection or concat, got '{self.cond_d}'")
+        check(self.pac >= 1, f"pac must be >= 1, got {self.pac}")
+        check(0 <= self.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        check(self.d_lr_ratio > 0 and self.gp >= 0 and self.r1 >= 0 and self.clip > 0 and self.feature_matching >= 0,
+              "d_lr_ratio and clip must be > 0; gp, r1 and feature_matching >= 0")
+        bad = [p for p in self.diffaugment.split(",") if p and p not in AUGMENTS]
+        check(not bad, f"unknown diffaugment policy '{bad[0] if bad else ''}': use {', '.join(AUGMENTS)}")
+
+    @property
+    def critic_steps(self) -> int:
+        return self.n_critic or (5 if self.loss in ("wgan", "wgan-gp") else 1)
+
+
+# ---- the losses on D's logits: (D loss, G loss) pieces, each a mean over the batch
+def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor, smooth: float = 0.0) -> torch.Tensor:
+    if kind in ("minimax", "ns"):  # BCE with targets 1 - smooth (real) and 0 (fake)
+        t = 1.0 - smooth
+        return (t * F.softplus(-real) + (1 - t) * F.softplus(real)).mean() + F.softplus(fake).mean()
+    if kind in ("wgan", "wgan-gp"):
+        return fake.mean() - real.mean()
+    if kind == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    return 0.5 * ((real - 1) ** 2).mean() + 0.5 * (fake**2).mean()  # lsgan (Mao et al. 2017)
+
+
+def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
+    if kind == "minimax":  # minimise log(1 - D(G(z))): saturates when D rejects the fakes
+        return -F.softplus(fake).mean()
+    if kind == "ns":  # maximise log D(G(z))
+        return F.softplus(-fake).mean()
+    if kind in ("wgan", "wgan-gp", "hinge"):
+        return -fake.mean()
+    return 0.5 * ((fake - 1) ** 2).mean()
+
+
+def input_gradient_norm(d, x: torch.Tensor, y) -> torch.Tensor:
+    """||grad_x D(x)||_2 per example, with a graph so it can be penalised."""
+    x = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(x, y)[0].sum(), x, create_graph=True)
+    return grad.flatten(1).norm(dim=1)
+
+
+# ---- DiffAugment (Zhao et al. 2020): the same differentiable augmentation of real and fake images
+def _translation(x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+    b, _, h, w = x.shape
+    sh, sw = max(1, h // 8), max(1, w // 8)
+    dy = torch.randint(-sh, sh + 1, (b,), generator=g).to(x.device)
+    dx = torch.randint(-sw, sw + 1, (b,), generator=g).to(x.device)
+    ys = (torch.arange(h, device=x.device)[None] - dy[:, None]).clamp(-1, h)  # -1 and h: the zero padding
+    xs = (torch.arange(w, device=x.device)[None] - dx[:, None]).clamp(-1, w)
+    pad = F.pad(x, (1, 1, 1, 1))
+    idx_y = (ys + 1)[:, None, :, None].expand(b, x.shape[1], h, w + 2)
+    rows = pad.gather(2, idx_y)
+    idx_x = (xs + 1)[:, None, None, :].expand(b, x.shape[1], h, w)
+    return rows.gather(3, idx_x)
+
+
+def _cutout(x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+    b, _, h, w = x.shape
+    ch, cw = h // 2, w // 2
+    cy = torch.randint(0, h - ch + 1, (b,), generator=g).to(x.device)
+    cx = torch.randint(0, w - cw + 1, (b,), generator=g).to(x.device)
+    iy, ix = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+    in_y = (iy[None] >= cy[:, None]) & (iy[None] < cy[:, None] + ch)
+    in_x = (ix[None] >= cx[:, None]) & (ix[None] < cx[:, None] + cw)
+    keep = ~(in_y[:, :, None] & in_x[:, None, :])
+    return x * keep[:, None].to(x.dtype)
+
+
+def _color(x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+    b = x.shape[0]
+    r = lambda: torch.rand(b, 1, 1, 1, generator=g).to(x.device, x.dtype)
+    x = x + (r() - 0.5)  # brightness
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * (r() + 0.5) + mean  # contrast
+
+
+AUGMENTS = {"translation": _translation, "cutout": _cutout, "color": _color}
+
+
+def diff_augment(x: torch.Tensor, policy: str) -> torch.Tensor:
+    for p in policy.split(","):
+        if p:
+            x = AUGMENTS[p](x)
+    return x
+
+
+# ---- networks
+def minibatch_std(h: torch.Tensor) -> torch.Tensor:
+    """Append the batch's mean feature std as one more feature (channel) (Karras et al. 2018)."""
+    s = h.std(dim=0, unbiased=False).mean().expand(h.shape[0], *([1] * (h.dim() - 1)))
+    if h.dim() == 4:
+        s = s.expand(-1, 1, h.shape[2], h.shape[3])
+    return torch.cat([h, s], dim=1)
+
+
+class MLPGenerator(nn.Module):
+    def __init__(self, latent: int, d: int, hidden, n_cond: int):
+        super().__init__()
+        self.embed = nn.Embedding(n_cond, latent) if n_cond else None
+        self.net = MLP(latent * (2 if n_cond else 1), hidden, d, act="relu")
+
+    def forward(self, z, y=None):
+        return self.net(torch.cat([z, self.embed(y)], 1) if self.embed is not None else z)
+
+
+class DCGenerator(nn.Module):
+    """z (B, L) -> (B, C, H, W) in [-1, 1]: linear to a (channels[0], H/2^k, W/2^k) map, then k transposed
+    convs (4x4, stride 2) with BatchNorm + ReLU, the last one to C channels with tanh (DCGAN rules)."""
+
+    def __init__(self, latent: int, shape, channels, n_cond: int, attention: bool):
+        super().__init__()
+        c, h, w = shape
+        k = len(channels)
+        if h % 2**k or w % 2**k:
+            raise GenlabError(f"image size {h}x{w} cannot be halved {k} times; set fewer channels stages")
+        self.c0, self.h0, self.w0 = channels[0], h // 2**k, w // 2**k
+        self.embed = nn.Embedding(n_cond, latent) if n_cond else None
+        self.fc = nn.Sequential(nn.Linear(latent * (2 if n_cond else 1), self.c0 * self.h0 * self.w0, bias=False))
+        self.bn0 = nn.BatchNorm2d(self.c0)
+        layers: list[nn.Module] = []
+        widths = [*channels, c]
+        for i in range(k):
+            last = i == k - 1
+            layers.append(nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1, bias=last))
+            if not last:
+                layers += [nn.BatchNorm2d(widths[i + 1]), nn.ReLU()]
+                if attention and i == 0:
+                    layers.append(Attention(widths[i + 1]))
+        self.ups = nn.Sequential(*layers)
+
+    def forward(self, z, y=None):
+        z = torch.cat([z, self.embed(y)], 1) if self.embed is not None else z
+        h = F.relu(self.bn0(self.fc(z).view(-1, self.c0, self.h0, self.w0)))
+        return torch.tanh(self.ups(h))
+
+
+class Discriminator(nn.Module):
+    """x (B, *shape) packed by `pac` -> (logits (B/pac,), features). Conv (DCGAN: 4x4 stride-2 convs, LeakyReLU
+    0.2, BatchNorm except on the input layer, unless spectral norm or a gradient penalty forbid it) or MLP."""
+
+    def __init__(self, cfg: GANConfig, shape, arch: str, n_cond: int):
+        super().__init__()
+        self.cfg, self.shape, self.arch = cfg, shape, arch
+        sn = spectral_norm if cfg.spectral_norm else (lambda m: m)
+        concat = n_cond if cfg.cond_d == "concat" else 0
+        self.n_cond, self.concat = n_cond, concat
+        use_bn = not cfg.spectral_norm and cfg.loss != "wgan-gp" and cfg.r1 == 0
+        if arch == "dcgan":
+            c, h, w = shape
+            widths = list(reversed(cfg.channels))
+            layers: list[nn.Module] = []
+            c_in = c * cfg.pac + concat
+            for i, c_out in enumerate(widths):
+                layers.append(sn(nn.Conv2d(c_in, c_out, 4, 2, 1)))
+                if i > 0 and use_bn:
+                    layers.append(nn.BatchNorm2d(c_out))
+                layers.append(nn.LeakyReLU(0.2))
+                if cfg.attention and i == 0:
+                    layers.append(Attention(c_out))
+                c_in = c_out
+            self.body = nn.Sequential(*layers)
+            feat = (c_in + cfg.minibatch_std) * (h // 2 ** len(widths)) * (w // 2 ** len(widths))
+        else:
+            d = shape[0] * cfg.pac + concat
+            layers = []
+            for width in cfg.hidden:
+                layers += [sn(nn.Linear(d, width)), activation("leaky_relu")]
+                d = width
+            self.body = nn.Sequential(*layers)
+            feat = d + cfg.minibatch_std
+        self.flat = feat
+        self.out = sn(nn.Linear(feat, 1))
+        self.proj = sn(nn.Embedding(n_cond, feat)) if n_cond and not concat else None
+
+    def pack(self, x: torch.Tensor, y):
+        p = self.cfg.pac
+        if p > 1:
+            if x.shape[0] % p:
+                raise GenlabError(f"pac={p} needs a batch size divisible by {p}, got {x.shape[0]}")
+            x = x.reshape(x.shape[0] // p, p * x.shape[1], *x.shape[2:])
+            y = y[::p] if y is not None else None  # conditional + pac: the first label of each pack
+        return x, y
+
+    def forward(self, x: torch.Tensor, y=None):
+        x, y = self.pack(x, y)
+        if self.concat:
+            onehot = F.one_hot(y, self.n_cond).to(x.dtype)
+            x = torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *x.shape[2:]) if x.dim() == 4 else onehot], 1)
+        h = self.body(x)
+        if self.cfg.minibatch_std:
+            h = minibatch_std(h)
+        h = h.flatten(1)
+        logit = self.out(h).squeeze(1)
+        if self.proj is not None:
+            logit = logit + (self.proj(y) * h).sum(1)
+        return logit, h
+
+
+class GAN(GenerativeModel):
+    kind = "gan"
+    family = "gan"
+    Config = GANConfig
+
+    def __init__(self, spec, config: GANConfig):
+        super().__init__(spec, config)
+        c = config
+        if c.conditional and not spec.num_classes:
+            raise GenlabError(f"conditional=true needs labelled data; {spec.name} has no classes")
+        n_cond = spec.num_classes if c.conditional else 0
+        arch = c.arch if c.arch != "auto" else ("dcgan" if spec.is_image else "mlp")
+        if arch == "dcgan" and not spec.is_image:
+            raise GenlabError(f"arch=dcgan needs image data; {spec.name} is {spec.kind} data: use arch=mlp")
+        if c.diffaugment and not spec.is_image:
+            raise GenlabError("diffaugment is for images; leave it empty for vector or table data")
+        self.arch, self.n_cond = arch, n_cond
+        if arch == "dcgan":
+            self.G = DCGenerator(c.latent_dim, spec.shape, tuple(c.channels), n_cond, c.attention)
+            self.D = Discriminator(c, spec.shape, arch, n_cond)
+        else:
+            self.G = MLPGenerator(c.latent_dim, spec.dims, tuple(c.hidden), n_cond)
+            self.D = Discriminator(c, (spec.dims,), arch, n_cond)
+        self.phases = (("discriminator", c.critic_steps), ("generator", 1))
+
+    def param_groups(self):
+        return {"discriminator": list(self.D.parameters()), "generator": list(self.G.parameters())}
+
+    def lr_scale(self) -> dict[str, float]:
+        return {"discriminator": self.config.d_lr_ratio}
+
+    def train_defaults(self) -> dict[str, Any]:
+        wgan = self.config.loss in ("wgan", "wgan-gp")  # Gulrajani et al. 2017: Adam(1e-4, 0, 0.9)
+        return {"lr": 1e-4 if wgan else 2e-4, "betas": (0.0, 0.9) if wgan else (0.5, 0.999),  # DCGAN's Adam
+                "grad_clip": 0.0, "warmup_steps": 0, "schedule": "constant", "ema_decay": 0.999}
+
+    def after_step(self, phase: str) -> None:
+        if phase == "discriminator" and self.config.loss == "wgan":  # Arjovsky et al. 2017
+            with torch.no_grad():
+                for p in self.D.parameters():
+                    p.clamp_(-self.config.clip, self.config.clip)
+
+    def _z(self, n: int, device) -> torch.Tensor:
+        return torch.randn(n, self.config.latent_dim, device=device)
+
+    def _aug(self, x: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, self.config.diffaugment) if self.config.diffaugment else x
+
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.arch == "dcgan" else x.flatten(1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, phase: str = "discriminator", step: int = 0):
+        c, b = self.config, x.shape[0]
+        y = y if self.n_cond else None
+        x = self._flat(x)
+        fake = self.G(self._z(b, x.device), y)
+        if phase == "discriminator":
+            fake = fake.detach()
+            real_logit, _ = self.D(self._aug(x), y)
+            fake_logit, _ = self.D(self._aug(fake), y)
+            loss = d_loss(c.loss, real_logit, fake_logit, c.label_smoothing)
+            logs = {"loss": loss, "real": real_logit.mean(), "fake": fake_logit.mean()}
+            if c.loss == "wgan-gp":  # Gulrajani et al. 2017, on points between real and fake
+                eps = torch.rand(b, *([1] * (x.dim() - 1)), device=x.device)
+                mix = eps * x + (1 - eps) * fake
+                gp = ((input_gradient_norm(self.D, self._aug(mix), y) - 1) ** 2).mean()
+                loss = loss + c.gp * gp
+                logs["gp"] = gp
+            if c.r1 > 0:
+                r1 = input_gradient_norm(self.D, self._aug(x), y).pow(2).mean()
+                loss = loss + 0.5 * c.r1 * r1
+                logs["r1"] = r1
+            return loss, logs
+        fake_logit, f_fake = self.D(self._aug(fake), y)
+        loss = g_loss(c.loss, fake_logit)
+        logs = {"loss": loss}
+        if c.feature_matching > 0:
+            with torch.no_grad():
+                _, f_real = self.D(self._aug(x), y)
+            fm = (f_real.mean(0) - f_fake.mean(0)).pow(2).sum()
+            loss = loss + c.feature_matching * fm
+            logs["feature_matching"] = fm
+        return loss, logs
+
+    @torch.no_grad()
+    def sample(self, n: int, *, seed: int | None = None, labels=None, prompt: str | None = None) -> torch.Tensor:
+        labels = self.check_conditioning(n, labels, prompt)
+        z = torch.randn(n, self.config.latent_dim, generator=generator(seed)).to(self.device)
+        return self.G(z, labels).reshape(n, *self.spec.shape)

@@ -1,0 +1,130 @@
+"""GAN formulas and training protocol against independent computations."""
+
+import pytest
+import torch
+
+import genlab
+from genlab.data.spec import DataSpec
+from genlab.models.gan import LOSSES, d_loss, diff_augment, g_loss, input_gradient_norm
+
+
+def vector_spec(d=2, classes=None):
+    return DataSpec(name="v", kind="vector", shape=(d,), num_classes=classes, mean=[0.0] * d, std=[1.0] * d)
+
+
+def test_saturating_vs_non_saturating_gradients_when_d_rejects_fakes():
+    """Goodfellow et al. 2014: when D(G(z)) -> 0 the minimax generator loss log(1 - D) has a vanishing
+    gradient, while the non-saturating -log D keeps a gradient of magnitude ~1 (per logit)."""
+    for logit in (-5.0, -10.0, -20.0):
+        f = torch.tensor([logit], requires_grad=True)
+        (gm,) = torch.autograd.grad(g_loss("minimax", f), f)
+        (gn,) = torch.autograd.grad(g_loss("ns", f), f)
+        d = torch.sigmoid(torch.tensor(logit))
+        assert gm.item() == pytest.approx(-d.item(), rel=1e-5)  # d/df log(1 - sigmoid(f)) = -sigmoid(f)
+        assert gn.item() == pytest.approx(-(1 - d).item(), rel=1e-5)  # d/df -log sigmoid(f) = -(1 - sigmoid(f))
+        assert abs(gm.item()) < 1e-2 and abs(gn.item()) > 0.99
+
+
+def test_losses_at_known_points():
+    r, f = torch.tensor([2.0, -1.0]), torch.tensor([0.5, -3.0])
+    bce = lambda x, t: torch.nn.functional.binary_cross_entropy_with_logits(x, torch.full_like(x, t))
+    assert d_loss("ns", r, f).item() == pytest.approx((bce(r, 1.0) + bce(f, 0.0)).item())
+    assert d_loss("ns", r, f, 0.1).item() == pytest.approx((bce(r, 0.9) + bce(f, 0.0)).item())
+    hinge = (1 - r).clamp(min=0).mean() + (1 + f).clamp(min=0).mean()
+    assert d_loss("hinge", r, f).item() == pytest.approx(hinge.item())
+    assert d_loss("wgan-gp", r, f).item() == pytest.approx((f.mean() - r.mean()).item())
+    assert d_loss("lsgan", r, f).item() == pytest.approx((0.5 * ((r - 1) ** 2).mean() + 0.5 * (f**2).mean()).item())
+    assert g_loss("lsgan", f).item() == pytest.approx((0.5 * ((f - 1) ** 2).mean()).item())
+
+
+def test_gradient_penalty_norm_matches_finite_differences():
+    torch.manual_seed(0)
+    model = genlab.create("gan", vector_spec(3), loss="wgan-gp", hidden=(16, 16)).double()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    norms = input_gradient_norm(model.D, x, None)
+    h = 1e-6
+    for i in range(4):
+        grad = torch.zeros(3, dtype=torch.float64)
+        for j in range(3):
+            e = torch.zeros_like(x)
+            e[i, j] = h
+            grad[j] = (model.D(x + e)[0][i] - model.D(x - e)[0][i]) / (2 * h)
+        assert norms[i].item() == pytest.approx(grad.norm().item(), rel=1e-6)
+
+
+def test_spectral_norm_is_one_after_power_iterations():
+    torch.manual_seed(0)
+    model = genlab.create("gan", genlab.load_dataset("digits").spec, spectral_norm=True, channels=(32, 16))
+    model.train()
+    x = torch.randn(8, 1, 8, 8)
+    for _ in range(30):  # each forward in training mode runs one power iteration per layer
+        model.D(x)
+    model.eval()
+    convs = [m for m in model.D.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert convs
+    for m in convs:
+        w = m.weight.reshape(m.weight.shape[0], -1)  # SN's matrix view of the (normalised) weight
+        assert torch.linalg.matrix_norm(w, ord=2).item() == pytest.approx(1.0, abs=0.02)
+
+
+def test_trainer_runs_n_critic_d_steps_per_g_step(tmp_path):
+    data = genlab.load_dataset("gaussians8")
+    model = genlab.create("gan", data, loss="wgan-gp", hidden=(16,))
+    assert model.phases == (("discriminator", 5), ("generator", 1))
+    calls = {"discriminator": 0, "generator": 0}
+    forward = model.forward
+
+    def counting(x, y, phase="discriminator", step=0):
+        calls[phase] += 1
+        return forward(x, y, phase, step)
+
+    model.forward = counting
+    genlab.train(model, data, steps=7, out=tmp_path / "run", batch_size=32, progress=False)
+    assert calls == {"discriminator": 35, "generator": 7}
+    assert genlab.create("gan", data, loss="hinge", n_critic=3).phases[0] == ("discriminator", 3)
+
+
+def test_wgan_clips_weights_and_ttur_scales_the_d_lr(tmp_path):
+    data = genlab.load_dataset("gaussians8")
+    model = genlab.create("gan", data, loss="wgan", clip=0.01, hidden=(16,), d_lr_ratio=4.0)
+    genlab.train(model, data, steps=3, out=tmp_path / "run", batch_size=32, progress=False, lr=1e-3)
+    assert max(p.abs().max().item() for p in model.D.parameters()) <= 0.01 + 1e-9
+    from genlab.train.trainer import TrainConfig, Trainer
+
+    tr = Trainer(model, data, TrainConfig(steps=1, lr=1e-3, warmup_steps=0, schedule="constant"), tmp_path / "r2",
+                 {"name": "gaussians8"}, resume=False)
+    tr.train_step()
+    assert tr.optimizers["discriminator"].param_groups[0]["lr"] == pytest.approx(4e-3)
+    assert tr.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_loss_trains_a_step_and_samples(loss, tmp_path):
+    data = genlab.load_dataset("digits")
+    model = genlab.create("gan", data, loss=loss, channels=(16, 8), minibatch_std=True, pac=2,
+                          conditional=True, feature_matching=1.0, diffaugment="translation,cutout,color")
+    genlab.train(model, data, steps=2, out=tmp_path / "run", batch_size=16, progress=False)
+    x = genlab.load(tmp_path / "run").sample(10, seed=0, labels=3)
+    assert x.shape == (10, 1, 8, 8) and x.abs().max() <= 1
+
+
+def test_diffaugment_is_differentiable_and_translation_shifts():
+    x = torch.arange(64.0).reshape(1, 1, 8, 8).requires_grad_(True)
+    torch.manual_seed(0)
+    out = diff_augment(x, "translation")
+    out.sum().backward()
+    assert x.grad is not None
+    shifted = [torch.equal(out[0, 0, 1:-1, 1:-1], x[0, 0].roll((dy, dx), (0, 1))[1:-1, 1:-1])
+               for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    assert any(shifted)
+
+
+def test_gan_bad_inputs():
+    from genlab.errors import GenlabError
+
+    with pytest.raises(GenlabError, match="loss must be one of"):
+        genlab.create("gan", vector_spec(), loss="wasserstein")
+    with pytest.raises(GenlabError, match="diffaugment is for images"):
+        genlab.create("gan", vector_spec(), diffaugment="translation")
+    with pytest.raises(GenlabError, match="pac=3 needs a batch size divisible by 3"):
+        genlab.create("gan", vector_spec(), pac=3)(torch.randn(8, 2), None)
