@@ -188,11 +188,16 @@ def sample(
     mask: str = typer.Option("center", help="with --inpaint: center|left|right|top|bottom|noise or a "
                              "PNG/NPY/NPZ file, nonzero = fill"),
     resample: int = typer.Option(5, help="with --inpaint: RePaint resampling per step"),
+    translate: str | None = typer.Option(None, help="cyclegan: translate IMAGE.png, FILE.npz or 'test' (the "
+                                         "first --n test images of the source domain)"),
+    direction: str = typer.Option("ab", help="with --translate: ab (training data -> target) or ba"),
     device: str = typer.Option("auto"),
 ) -> None:
     """Draw samples from a trained model and write them as a picture or arrays, in original units.
-    With --inpaint, fill the masked part of given images instead (rows: input with the hole, result)."""
+    With --inpaint, fill the masked part of given images instead (rows: input with the hole, result); with
+    --translate (cyclegan), translate given images (rows: input, translation)."""
     import numpy as np
+    import torch
 
     from .models import load_model
     from .report.images import save_samples
@@ -207,13 +212,27 @@ def sample(
     opts = {k: v for k, v in opts.items() if v is not None}
     if inpaint is not None:
         x = _inpaint(model, run, inpaint, mask, n, seed, label, resample, opts)
+    elif translate is not None:
+        if not hasattr(model, "translate"):
+            raise GenlabError(f"{model.kind} does not translate images; --translate is for cyclegan runs")
+        from .apps.inpaint import load_inputs
+
+        if direction == "ba" and translate == "test":
+            from .data import load_dataset
+
+            x_in = load_dataset(model.config.target, "test").x[:n]
+        else:
+            x_in = load_inputs(translate, model.spec, n)
+        x = torch.cat([x_in, model.translate(x_in, direction).cpu()])
     else:
         x = model.sample(n, seed=seed, labels=label, prompt=prompt, progress=_progress(), **opts)
     ext = "png" if model.spec.is_image or model.spec.dims == 2 else "npz"
-    out = out or run / "samples" / f"{'inpaint' if inpaint else 'sample'}_seed{seed}.{ext}"
+    what = "inpaint" if inpaint else "translate" if translate else "sample"
+    out = out or run / "samples" / f"{what}_seed{seed}.{ext}"
     suffix = out.suffix.lower()
     if suffix == ".png":
-        if save_samples(x.cpu(), model.spec, out, nrow=len(x) // 2 if inpaint else None) is None:
+        two_rows = inpaint is not None or translate is not None
+        if save_samples(x.cpu(), model.spec, out, nrow=len(x) // 2 if two_rows else None) is None:
             raise GenlabError(f"{model.spec.kind} data of {model.spec.dims} dims has no picture; "
                               "use --out FILE.npz or FILE.csv")
     elif suffix == ".npz":

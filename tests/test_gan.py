@@ -1,5 +1,6 @@
 """GAN formulas and training protocol against independent computations."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -128,3 +129,33 @@ def test_gan_bad_inputs():
         genlab.create("gan", vector_spec(), diffaugment="translation")
     with pytest.raises(GenlabError, match="pac=3 needs a batch size divisible by 3"):
         genlab.create("gan", vector_spec(), pac=3)(torch.randn(8, 2), None)
+
+
+FASHION = __import__("genlab.data.builtin", fromlist=["idx_folder"]).idx_folder("fashion-mnist") is not None
+
+
+@pytest.mark.skipif(not FASHION, reason="fashion-mnist IDX files not installed")
+def test_cyclegan_learns_cycles_and_translates_from_the_cli(tmp_path, cli):
+    from helpers import one_line_error
+
+    data = genlab.load_dataset("mnist5k")
+    torch.manual_seed(0)
+    model = genlab.create("cyclegan", data, channels=8, d_channels=8, res_blocks=1)
+    run = genlab.train(model, data, steps=60, out=tmp_path / "run", batch_size=16, progress=False, log_every=10)
+    cyc = [r["generator/cycle"] for r in run.history if "generator/cycle" in r]
+    assert cyc[-1] < 0.65 * cyc[0], cyc
+    out = tmp_path / "t.npz"
+    code, _, err = cli("sample", tmp_path / "run", "--translate", "test", "--n", "4", "--out", out)
+    assert code == 0, err
+    both = np.load(out)["x"]
+    assert both.shape[0] == 8
+    code, _, err = cli("sample", tmp_path / "run", "--translate", "test", "--direction", "ba", "--n", "2",
+                       "--out", tmp_path / "b.png")
+    assert code == 0, err
+    one_line_error(*cli("sample", tmp_path / "run", "--translate", "test", "--direction", "xy")[::2],
+                   "direction must be ab or ba")
+    from genlab.errors import GenlabError
+
+    with pytest.raises(GenlabError, match="same-shaped"):
+        genlab.create("cyclegan", genlab.load_dataset("digits"), target="mnist5k")(
+            torch.zeros(2, 1, 8, 8), None, "discriminator")

@@ -11,11 +11,13 @@ from ..data.spec import DataSpec
 from ..errors import GenlabError
 from .autoencoder import Autoencoder, DenoisingAutoencoder
 from .base import CAPABILITIES, GenerativeModel, read_json
+from .cyclegan import CycleGAN
 from .diffusion import DDPM
 from .gan import GAN
 from .vae import VAE
 
-REGISTRY: dict[str, type[GenerativeModel]] = {c.kind: c for c in (Autoencoder, DenoisingAutoencoder, VAE, DDPM, GAN)}
+REGISTRY: dict[str, type[GenerativeModel]] = {c.kind: c for c in (Autoencoder, DenoisingAutoencoder, VAE, DDPM, GAN,
+                                                                CycleGAN)}
 
 __all__ = ["REGISTRY", "CAPABILITIES", "GenerativeModel", "create", "available", "load_model", "model_class"]
 
