@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2500)
     ap.add_argument("--out", type=Path, default=Path("runs/diffusion_2d"))
     ap.add_argument("--figure", type=Path, default=None, help="scatter of seed 0's ddpm samples")
+    ap.add_argument("--opts", type=json.loads, default={}, help='model options as JSON, e.g. \'{"fourier": 0}\'')
     args = ap.parse_args()
     data = genlab.load_dataset(args.data)
     rows = []
@@ -37,7 +38,7 @@ def main() -> None:
         run = args.out / f"{args.data}-seed{seed}"
         shutil.rmtree(run, ignore_errors=True)
         torch.manual_seed(seed)
-        model = genlab.create("ddpm", data)
+        model = genlab.create("ddpm", data, **args.opts)
         t0 = time.perf_counter()
         genlab.train(model, data, steps=args.steps, out=run, batch_size=256, seed=seed, progress=False)
         train_s = time.perf_counter() - t0

@@ -29,8 +29,7 @@ GUIDANCE = (0.0, 1.0, 2.0, 4.0, 8.0)
 def sample_rows(model, n: int, seed: int, rows, figures: Path | None, tag: str, **fixed):
     out = []
     for opts in rows:
-        model.sample = _with(model, **opts, **fixed)
-        x, labels, secs = draw_samples(model, n, seed=seed, batch_size=250)
+        x, labels, secs = draw_samples(model, n, seed=seed, batch_size=250, **opts, **fixed)
         metrics = ["fid", "kid", "pr"] + (["cls_acc"] if labels is not None else [])
         res = evaluate_samples(x, model.spec.name, metrics, labels=labels)["metrics"]
         row = {**opts, "n": n, "samples_per_s": round(n / secs, 2), "nfe_per_sample": model.nfe_per_sample,
@@ -41,11 +40,6 @@ def sample_rows(model, n: int, seed: int, rows, figures: Path | None, tag: str, 
             name = "_".join(f"{v}" for v in opts.values())
             save_grid(x[:40], model.spec, figures / f"{tag}_{name}.png", nrow=10)
     return out
-
-
-def _with(model, **opts):
-    base = type(model).sample.__get__(model)
-    return lambda n, **kw: base(n, **{**kw, **opts})
 
 
 def main() -> None:

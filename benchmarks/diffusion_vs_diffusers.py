@@ -191,21 +191,24 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=8)
     ap.add_argument("--out", type=Path, default=Path("runs/vs_diffusers"))
     ap.add_argument("--skip-budget", action="store_true", help="throughput only")
+    ap.add_argument("--skip-throughput", action="store_true", help="the equal-wall-clock comparison only")
+    ap.add_argument("--reuse", action="store_true", help="keep an earlier genlab run in OUT/genlab if complete")
     args = ap.parse_args()
     torch.manual_seed(0)
     args.out.mkdir(parents=True, exist_ok=True)
     data = genlab.load_dataset("fashion-mnist")
-    res = {"throughput": throughput(data.x[:128], args.reps)}
-    print(json.dumps(res["throughput"], indent=1), flush=True)
+    res = {} if args.skip_throughput else {"throughput": throughput(data.x[:128], args.reps)}
+    print(json.dumps(res.get("throughput"), indent=1), flush=True)
     if not args.skip_budget:
         from diffusers import DDIMScheduler
 
         run = args.out / "genlab"
-        shutil.rmtree(run, ignore_errors=True)
-        torch.manual_seed(0)
-        ours = genlab.create("ddpm", data)
-        r = genlab.train(ours, data, minutes=args.minutes, out=run, progress=False)
-        res["genlab_steps"] = r.steps
+        if not (args.reuse and (run / "model.safetensors").is_file()):
+            shutil.rmtree(run, ignore_errors=True)
+            torch.manual_seed(0)
+            ours = genlab.create("ddpm", data)
+            genlab.train(ours, data, minutes=args.minutes, out=run, progress=False)
+        res["genlab_steps"] = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"]
         ours = genlab.load(run).to(memory_format=torch.channels_last)
         theirs = train_diffusers(data, args.minutes, args.out)
         xs = {"genlab": torch.cat([ours.sample(min(500, args.n - i), seed=i, sampler="ddim", steps=50)
@@ -221,6 +224,8 @@ def main() -> None:
 
             save_grid(x[:64], data.spec, args.out / f"samples_{name}.png")
     (args.out / "result.json").write_text(json.dumps(res, indent=1, default=float))
+    if "throughput" not in res:
+        return
     t = res["throughput"]
     print(f"train img/s genlab {t['train_img_s_genlab']:.1f} vs diffusers {t['train_img_s_diffusers']:.1f} "
           f"(ratio {t['train_ratio']:.2f}); sample img/s {t['sample_img_s_genlab']:.1f} vs "

@@ -265,6 +265,9 @@ def eval_cmd(
     extractor: str | None = typer.Option(None, help="extractor weights FILE, or inception:FILE"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the results here"),
     seed: int = typer.Option(0),
+    sampler: str | None = typer.Option(None, help="diffusion: the sampler to evaluate (default: the model's)"),
+    steps: int | None = typer.Option(None, help="diffusion: sampling steps"),
+    guidance: float | None = typer.Option(None, help="conditional diffusion: guidance weight"),
     device: str = typer.Option("auto"),
 ) -> None:
     """Evaluate a run on its test split with the protocol's metrics; writes RUN/eval.json and prints a table."""
@@ -274,7 +277,13 @@ def eval_cmd(
     from .train.checkpoint import atomic_write_json
 
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-    result = evaluate(run, metrics=names, n=n, k=k, device=device, extractor=extractor, seed=seed)
+    opts = {k_: v for k_, v in (("sampler", sampler), ("steps", steps), ("guidance", guidance)) if v is not None}
+    if opts:
+        from .models import load_model
+
+        _check_sample_options(load_model(run), opts)
+    result = evaluate(run, metrics=names, n=n, k=k, device=device, extractor=extractor, seed=seed,
+                      sample_opts=opts)
     if json_out:
         atomic_write_json(json_out, result)
     t = Table(title=f"eval of {run}: protocol v{result['protocol']}, {result['seconds']} s")

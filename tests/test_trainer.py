@@ -105,6 +105,15 @@ def test_ema_matches_closed_form():
         ema.update(lin)
     expected = 0.9**4 * w0 + sum(0.1 * 0.9 ** (3 - i) * v for i, v in enumerate(values))
     assert ema.state["weight"].item() == pytest.approx(expected, rel=1e-6)
+    # with warm-up: decay_t = min(0.9, (1 + t) / (10 + t)) = 0.1, 2/11, 3/12, 4/13
+    ema = EMA(lin, decay=0.9)
+    expected = lin.weight.item()
+    for t, v in enumerate(values):
+        lin.weight.data.fill_(v)
+        ema.update(lin, step=t)
+        d = min(0.9, (1 + t) / (10 + t))
+        expected = d * expected + (1 - d) * v
+    assert ema.state["weight"].item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):

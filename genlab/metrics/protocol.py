@@ -162,24 +162,25 @@ def likelihood(model, dataset, k: int = 100, n: int | None = None, batch_size: i
 
 
 @torch.no_grad()
-def draw_samples(model, n: int, seed: int = 0, batch_size: int = 500):
-    """n samples in batches (balanced labels for conditional models): (samples, labels or None, seconds)."""
+def draw_samples(model, n: int, seed: int = 0, batch_size: int = 500, **opts):
+    """n samples in batches (balanced labels for conditional models): (samples, labels or None, seconds).
+    opts go to model.sample (e.g. sampler, steps, guidance for diffusion)."""
     conditional = getattr(model.config, "conditional", False)
     labels = torch.arange(n) % model.spec.num_classes if conditional else None
     chunks = []
     t0 = time.perf_counter()
     for i, start in enumerate(range(0, n, batch_size)):
         lab = None if labels is None else labels[start:start + batch_size]
-        chunks.append(model.sample(min(batch_size, n - start), seed=seed + i, labels=lab).cpu())
+        chunks.append(model.sample(min(batch_size, n - start), seed=seed + i, labels=lab, **opts).cpu())
     return torch.cat(chunks), labels, time.perf_counter() - t0
 
 
 def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None, n: int | None = None,
              k: int = 100, device: str = "auto", extractor: str | None = None, seed: int = 0,
-             write: bool = True) -> dict[str, Any]:
+             write: bool = True, sample_opts: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate a run on its dataset's test split; writes RUN/eval.json. n: samples generated (default 10,000,
     or the test split's size if smaller), and also the number of test examples scored for nll (default all);
-    k: importance samples of the IWAE bound."""
+    k: importance samples of the IWAE bound; sample_opts: passed to model.sample (sampler, steps, guidance)."""
     from ..data import load_dataset
     from ..models import load_model
     from ..models.base import read_json
@@ -210,9 +211,9 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
     sample_metrics = [m for m in names if m != "nll"]
     if sample_metrics:
         n_samples = n or min(10_000, len(test))
-        x, labels, secs = draw_samples(model, n_samples, seed=seed)
+        x, labels, secs = draw_samples(model, n_samples, seed=seed, **(sample_opts or {}))
         result["sampling"] = {"n": n_samples, "seconds": round(secs, 2), "samples_per_s": round(n_samples / secs, 1),
-                              "nfe_per_sample": getattr(model, "nfe_per_sample", 1)}
+                              "nfe_per_sample": getattr(model, "nfe_per_sample", 1), **(sample_opts or {})}
         res = evaluate_samples(x, data["name"], sample_metrics, labels=labels, extractor=extractor,
                                opts=data.get("opts"), device=dev)
         result["metrics"].update(res.pop("metrics"))

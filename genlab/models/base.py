@@ -48,6 +48,21 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         self.spec = spec
         self.config = config
 
+    def _classes(self) -> int:
+        """How many classes the model conditions on (0 if unconditional); the data must have labels."""
+        if getattr(self.config, "conditional", False):
+            if not self.spec.num_classes:
+                raise GenlabError(f"conditional=true needs labelled data; {self.spec.name} has no classes")
+            return self.spec.num_classes
+        return 0
+
+    def _arch(self, image_arch: str) -> str:
+        """config.arch resolved: `auto` is `image_arch` for images and mlp otherwise; image archs need images."""
+        arch = self.config.arch if self.config.arch != "auto" else (image_arch if self.spec.is_image else "mlp")
+        if arch == image_arch and not self.spec.is_image:
+            raise GenlabError(f"arch={arch} needs image data; {self.spec.name} is {self.spec.kind} data: use arch=mlp")
+        return arch
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device

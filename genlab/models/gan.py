@@ -261,12 +261,7 @@ class GAN(GenerativeModel):
     def __init__(self, spec, config: GANConfig):
         super().__init__(spec, config)
         c = config
-        if c.conditional and not spec.num_classes:
-            raise GenlabError(f"conditional=true needs labelled data; {spec.name} has no classes")
-        n_cond = spec.num_classes if c.conditional else 0
-        arch = c.arch if c.arch != "auto" else ("dcgan" if spec.is_image else "mlp")
-        if arch == "dcgan" and not spec.is_image:
-            raise GenlabError(f"arch=dcgan needs image data; {spec.name} is {spec.kind} data: use arch=mlp")
+        n_cond, arch = self._classes(), self._arch("dcgan")
         if c.diffaugment and not spec.is_image:
             raise GenlabError("diffaugment is for images; leave it empty for vector or table data")
         self.arch, self.n_cond = arch, n_cond

@@ -49,12 +49,8 @@ class LatentModel(GenerativeModel):
     def __init__(self, spec: DataSpec, config: LatentConfig, enc_out: int, out_factor: int = 1):
         super().__init__(spec, config)
         c = config
-        if c.conditional and not spec.num_classes:
-            raise GenlabError(f"conditional=true needs labelled data; {spec.name} has no classes")
-        self.n_cond = spec.num_classes if c.conditional else 0
-        arch = c.arch if c.arch != "auto" else ("conv" if spec.is_image else "mlp")
-        if arch == "conv" and not spec.is_image:
-            raise GenlabError(f"arch=conv needs image data; {spec.name} is {spec.kind} data: use arch=mlp")
+        self.n_cond = self._classes()
+        arch = self._arch("conv")
         self.arch, self.out_factor = arch, out_factor
         if arch == "conv":
             ch, h, w = spec.shape

@@ -115,17 +115,20 @@ class Run:
 
 
 class EMA:
-    """Exponential moving average of every floating-point tensor of the state dict (buffers copied)."""
+    """Exponential moving average of every floating-point tensor of the state dict (buffers copied).
+    With `step`, the decay warms up as min(decay, (1 + step) / (10 + step)) (as TensorFlow's and diffusers'
+    EMA), so a short run's average is not dominated by the random initial weights (0.999^300 = 74% of them)."""
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
         self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int | None = None) -> None:
+        decay = self.decay if step is None else min(self.decay, (1 + step) / (10 + step))
         for k, v in model.state_dict().items():
             if v.dtype.is_floating_point:
-                self.state[k].lerp_(v, 1 - self.decay)
+                self.state[k].lerp_(v, 1 - decay)
             else:
                 self.state[k].copy_(v)
 
@@ -244,7 +247,7 @@ class Trainer:
             prefix = "" if len(self.model.phases) == 1 else f"{phase}/"
             logs.update({prefix + k: v.detach() for k, v in parts.items()})
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema.update(self.model, self.step)
         logs["lr"] = self.cfg.lr * factor
         return logs
 

@@ -71,12 +71,8 @@ class DDPM(GenerativeModel):
     def __init__(self, spec, config: DiffusionConfig):
         super().__init__(spec, config)
         c = config
-        if c.conditional and not spec.num_classes:
-            raise GenlabError(f"conditional=true needs labelled data; {spec.name} has no classes")
-        self.n_cond = spec.num_classes if c.conditional else 0
-        arch = c.arch if c.arch != "auto" else ("unet" if spec.is_image else "mlp")
-        if arch == "unet" and not spec.is_image:
-            raise GenlabError(f"arch=unet needs image data; {spec.name} is {spec.kind} data: use arch=mlp")
+        self.n_cond = self._classes()
+        arch = self._arch("unet")
         self.arch = arch
         if arch == "unet":
             self.net = UNet(spec.shape, c.channels, tuple(c.mults), c.res_blocks, tuple(c.attention), c.dropout,
