@@ -225,7 +225,9 @@ def sample(
             x_in = load_inputs(translate, model.spec, n)
         x = torch.cat([x_in, model.translate(x_in, direction).cpu()])
     else:
-        x = model.sample(n, seed=seed, labels=label, prompt=prompt, progress=_progress(), **opts)
+        if "progress" in inspect.signature(model.sample).parameters:  # long samplers show a progress bar
+            opts["progress"] = _progress()
+        x = model.sample(n, seed=seed, labels=label, prompt=prompt, **opts)
     ext = "png" if model.spec.is_image or model.spec.dims == 2 else "npz"
     what = "inpaint" if inpaint else "translate" if translate else "sample"
     out = out or run / "samples" / f"{what}_seed{seed}.{ext}"

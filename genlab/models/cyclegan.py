@@ -117,13 +117,15 @@ class CycleGAN(GenerativeModel):
         idx = torch.randint(0, len(self._b), (a.shape[0],))
         b = self._b[idx].to(a.device).contiguous(memory_format=torch.channels_last if a.is_contiguous(
             memory_format=torch.channels_last) else torch.contiguous_format)
-        fake_b, fake_a = self.G_ab(a), self.G_ba(b)
         if phase == "discriminator":
-            loss_b = d_loss("lsgan", self.D_b(b), self.D_b(fake_b.detach()))
-            loss_a = d_loss("lsgan", self.D_a(a), self.D_a(fake_a.detach()))
+            with torch.no_grad():  # no generator graph in the discriminator's step
+                fake_b, fake_a = self.G_ab(a), self.G_ba(b)
+            loss_b = d_loss("lsgan", self.D_b(b), self.D_b(fake_b))
+            loss_a = d_loss("lsgan", self.D_a(a), self.D_a(fake_a))
             loss = loss_a + loss_b
             return loss, {"loss": loss}
         c = self.config
+        fake_b, fake_a = self.G_ab(a), self.G_ba(b)
         adv = g_loss("lsgan", self.D_b(fake_b)) + g_loss("lsgan", self.D_a(fake_a))
         cycle = F.l1_loss(self.G_ba(fake_b), a) + F.l1_loss(self.G_ab(fake_a), b)
         ident = F.l1_loss(self.G_ab(b), b) + F.l1_loss(self.G_ba(a), a) if c.identity > 0 else adv.new_zeros(())

@@ -303,9 +303,9 @@ class GAN(GenerativeModel):
         c, b = self.config, x.shape[0]
         y = y if self.n_cond else None
         x = self._flat(x)
-        fake = self.G(self._z(b, x.device), y)
         if phase == "discriminator":
-            fake = fake.detach()
+            with torch.no_grad():  # no generator graph in the discriminator's steps
+                fake = self.G(self._z(b, x.device), y)
             real_logit, _ = self.D(self._aug(x), y)
             fake_logit, _ = self.D(self._aug(fake), y)
             loss = d_loss(c.loss, real_logit, fake_logit, c.label_smoothing)
@@ -321,6 +321,7 @@ class GAN(GenerativeModel):
                 loss = loss + 0.5 * c.r1 * r1
                 logs["r1"] = r1
             return loss, logs
+        fake = self.G(self._z(b, x.device), y)
         fake_logit, f_fake = self.D(self._aug(fake), y)
         loss = g_loss(c.loss, fake_logit)
         logs = {"loss": loss}
