@@ -9,3 +9,14 @@ def one_line_error(code, err, pattern):
     assert code == 2, (code, err)
     assert len(lines) == 1 and lines[0].startswith("genlab: error: "), err
     assert pattern in lines[0], lines[0]
+
+
+def train_cli(kind: str, out, *args: str):
+    """`genlab train KIND ARGS --out OUT` in-process with the fast options; fails the test if it fails."""
+    from genlab.cli import main
+
+    try:
+        main(["train", kind, *args, *FAST, "--out", str(out)])
+    except SystemExit as e:
+        assert e.code in (0, None), f"genlab train {kind} exited with {e.code}"
+    return out

@@ -5,21 +5,14 @@ import json
 
 import numpy as np
 import pytest
-from helpers import FAST, one_line_error
+from helpers import FAST, one_line_error, train_cli
 
 
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory):
     """A small conditional VAE run on digits, shared by the tests below."""
-    from genlab.cli import main
-
-    out = tmp_path_factory.mktemp("runs") / "vae"
-    try:
-        main(["train", "vae", "--data", "digits", *FAST, "--set", "conditional=true", "--set", "channels=[8,16]",
-              "--out", str(out)])
-    except SystemExit as e:
-        assert e.code in (0, None)
-    return out
+    return train_cli("vae", tmp_path_factory.mktemp("runs") / "vae", "--data", "digits", "--set", "conditional=true",
+                     "--set", "channels=[8,16]")
 
 
 def test_train_sample_eval_report(cli, vae_run, tmp_path):

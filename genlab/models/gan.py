@@ -97,11 +97,11 @@ def input_gradient_norm(d, x: torch.Tensor, y) -> torch.Tensor:
 
 
 # ---- DiffAugment (Zhao et al. 2020): the same differentiable augmentation of real and fake images
-def _translation(x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+def _translation(x: torch.Tensor) -> torch.Tensor:
     b, _, h, w = x.shape
     sh, sw = max(1, h // 8), max(1, w // 8)
-    dy = torch.randint(-sh, sh + 1, (b,), generator=g).to(x.device)
-    dx = torch.randint(-sw, sw + 1, (b,), generator=g).to(x.device)
+    dy = torch.randint(-sh, sh + 1, (b,)).to(x.device)
+    dx = torch.randint(-sw, sw + 1, (b,)).to(x.device)
     ys = (torch.arange(h, device=x.device)[None] - dy[:, None]).clamp(-1, h)  # -1 and h: the zero padding
     xs = (torch.arange(w, device=x.device)[None] - dx[:, None]).clamp(-1, w)
     pad = F.pad(x, (1, 1, 1, 1))
@@ -111,11 +111,11 @@ def _translation(x: torch.Tensor, g: torch.Generator | None = None) -> torch.Ten
     return rows.gather(3, idx_x)
 
 
-def _cutout(x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+def _cutout(x: torch.Tensor) -> torch.Tensor:
     b, _, h, w = x.shape
     ch, cw = h // 2, w // 2
-    cy = torch.randint(0, h - ch + 1, (b,), generator=g).to(x.device)
-    cx = torch.randint(0, w - cw + 1, (b,), generator=g).to(x.device)
+    cy = torch.randint(0, h - ch + 1, (b,)).to(x.device)
+    cx = torch.randint(0, w - cw + 1, (b,)).to(x.device)
     iy, ix = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
     in_y = (iy[None] >= cy[:, None]) & (iy[None] < cy[:, None] + ch)
     in_x = (ix[None] >= cx[:, None]) & (ix[None] < cx[:, None] + cw)
@@ -123,9 +123,9 @@ def _cutout(x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
     return x * keep[:, None].to(x.dtype)
 
 
-def _color(x: torch.Tensor, g: torch.Generator | None = None) -> torch.Tensor:
+def _color(x: torch.Tensor) -> torch.Tensor:
     b = x.shape[0]
-    r = lambda: torch.rand(b, 1, 1, 1, generator=g).to(x.device, x.dtype)
+    r = lambda: torch.rand(b, 1, 1, 1, device=x.device, dtype=x.dtype)
     x = x + (r() - 0.5)  # brightness
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     return (x - mean) * (r() + 0.5) + mean  # contrast
@@ -225,7 +225,6 @@ class Discriminator(nn.Module):
                 d = width
             self.body = nn.Sequential(*layers)
             feat = d + cfg.minibatch_std
-        self.flat = feat
         self.out = sn(nn.Linear(feat, 1))
         self.proj = sn(nn.Embedding(n_cond, feat)) if n_cond and not concat else None
 

@@ -71,10 +71,8 @@ class DDPM(GenerativeModel):
     def __init__(self, spec, config: DiffusionConfig):
         super().__init__(spec, config)
         c = config
-        self.n_cond = self._classes()
-        arch = self._arch("unet")
-        self.arch = arch
-        if arch == "unet":
+        self.n_cond, self.arch = self._classes(), self._arch("unet")
+        if self.arch == "unet":
             self.net = UNet(spec.shape, c.channels, tuple(c.mults), c.res_blocks, tuple(c.attention), c.dropout,
                             self.n_cond)
         else:

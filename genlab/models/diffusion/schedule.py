@@ -51,17 +51,24 @@ class NoiseSchedule:
         self.alphas = 1 - self.betas
         self.alphas_cumprod = torch.cumprod(self.alphas, 0)
         self.alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod[:-1]])
+        self._tables: dict[torch.device, torch.Tensor] = {}
+
+    def _on(self, device: torch.device) -> torch.Tensor:
+        """(3, T) betas, alphas_cumprod, alphas_cumprod_prev on `device`, copied once per device."""
+        if device not in self._tables:
+            self._tables[device] = torch.stack([self.betas, self.alphas_cumprod, self.alphas_cumprod_prev]).to(device)
+        return self._tables[device]
 
     def __repr__(self) -> str:
         return f"NoiseSchedule('{self.kind}', {self.steps})"
 
     def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """abar_t for a batch of integer t (B,), shaped to broadcast against `like` (B, ...), in like's dtype."""
-        a = self.alphas_cumprod.to(t.device)[t]
+        a = self._on(t.device)[1][t]
         return a.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
     def snr(self, t: torch.Tensor) -> torch.Tensor:
-        a = self.alphas_cumprod.to(t.device)[t]
+        a = self._on(t.device)[1][t]
         return a / (1 - a)
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -72,8 +79,9 @@ class NoiseSchedule:
     def posterior(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 6-7); variance shaped like abar."""
         ab = self.abar(t, xt)
-        ab_prev = self.alphas_cumprod_prev.to(t.device)[t].to(xt.dtype).view_as(ab)
-        beta = self.betas.to(t.device)[t].to(xt.dtype).view_as(ab)
+        table = self._on(t.device)
+        ab_prev = table[2][t].to(xt.dtype).view_as(ab)
+        beta = table[0][t].to(xt.dtype).view_as(ab)
         mean = (ab_prev.sqrt() * beta / (1 - ab)) * x0 + ((1 - beta).sqrt() * (1 - ab_prev) / (1 - ab)) * xt
         return mean, beta * (1 - ab_prev) / (1 - ab)
 
