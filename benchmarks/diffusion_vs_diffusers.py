@@ -4,8 +4,8 @@
    32/64/64, one residual block per level, scale-shift time conditioning, attention in the middle); parameter
    counts and FLOPs per image are printed (torch.utils.flop_counter).
 2. Throughput: training images/s (forward, backward, AdamW step; batch 128) and sampling images/s (10 DDIM
-   steps, batch 250), each timed on the same batches; diffusers timed in its default memory layout and in
-   channels-last, the faster one counted. Achieved GFLOP/s against this machine's float32 matmul peak.
+   steps, batch 250), each timed on the same batches; both sides timed in the default memory layout and in
+   channels-last, each side's faster one counted. Achieved GFLOP/s against this machine's float32 matmul peak.
 3. Equal wall clock: genlab's default recipe (`genlab.train`, its defaults) vs the diffusers
    train_unconditional example's recipe (linear betas, eps, AdamW lr 1e-4, betas (0.95, 0.999), wd 1e-6,
    500 warm-up steps then cosine, EMAModel with warm-up, batch 128), each for --minutes; then n samples
@@ -93,9 +93,17 @@ def throughput(x: torch.Tensor, reps: int) -> dict:
         opt.step()
 
     xcl = x.contiguous(memory_format=torch.channels_last)
-    ours.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(ours.parameters(), 1e-4)
-    out["train_img_s_genlab"] = B / timed(lambda: genlab_step(ours, xcl, opt), reps)
+    rates = {}
+    for layout in ("contiguous", "channels_last"):
+        model = genlab.create("ddpm", genlab.load_dataset("fashion-mnist").spec)
+        xb = x
+        if layout == "channels_last":
+            model.to(memory_format=torch.channels_last)
+            xb = xcl
+        o = torch.optim.AdamW(model.parameters(), 1e-4)
+        rates[layout] = B / timed(lambda m=model, xb=xb, o=o: genlab_step(m, xb, o), reps)
+    out["train_img_s_genlab_by_layout"] = rates
+    out["train_img_s_genlab"] = max(rates.values())
     rates = {}
     for layout in ("contiguous", "channels_last"):
         model = diffusers_unet()
@@ -107,9 +115,15 @@ def throughput(x: torch.Tensor, reps: int) -> dict:
         rates[layout] = B / timed(lambda m=model, xb=xb, o=o: diffusers_step(m, xb, o), reps)
     out["train_img_s_diffusers_by_layout"] = rates
     out["train_img_s_diffusers"] = max(rates.values())
-    ours.eval()
     n, steps = 250, 10
-    out["sample_img_s_genlab"] = n / timed(lambda: ours.sample(n, seed=0, sampler="ddim", steps=steps), 2, 1)
+    srates = {}
+    for layout in ("contiguous", "channels_last"):
+        model = genlab.create("ddpm", genlab.load_dataset("fashion-mnist").spec).eval()
+        if layout == "channels_last":
+            model.to(memory_format=torch.channels_last)
+        srates[layout] = n / timed(lambda m=model: m.sample(n, seed=0, sampler="ddim", steps=steps), 2, 1)
+    out["sample_img_s_genlab_by_layout"] = srates
+    out["sample_img_s_genlab"] = max(srates.values())
     ddim = DDIMScheduler(num_train_timesteps=1000)
     srates = {}
     for layout in ("contiguous", "channels_last"):
