@@ -1,8 +1,11 @@
 """Mode collapse, measured: the VEEGAN/PacGAN protocol on gaussians8 and gaussians25 (2,500 samples per run,
 several seeds): modes captured and % high-quality samples (within 3 std of a mode) for GAN losses and tricks,
-beside the published rows. Run by hand:
+beside the published rows. One recipe for every row: 2-D latent, 3x256 MLPs, batch 256, Adam with cosine decay
+to 10%, EMA of G; the learning rate per loss as listed in SETTINGS. Run by hand (one process per dataset):
 
-    python benchmarks/gan_modes.py --seeds 5 --steps 4000 --out runs/gan_modes
+    python benchmarks/gan_modes.py --data gaussians8 --seeds 5 --steps 2500 --out runs/gan_modes
+    python benchmarks/gan_modes.py --data gaussians25 --seeds 5 --steps 2500 --out runs/gan_modes \
+        --figures docs/img/gan_modes
 """
 
 from __future__ import annotations
@@ -17,13 +20,18 @@ import torch
 
 import genlab
 from genlab.metrics.scores import mode_metrics
+from genlab.report.images import save_scatter
 
+# name -> (model options, learning rate, share of --steps as generator iterations). wgan-gp runs 5 critic steps
+# per iteration at its paper's lr (Gulrajani et al. 2017), so it gets 1/3 of the iterations (about equal time);
+# hinge + SN at 1e-3 captured no mode in a trial, so it keeps the library default 2e-4.
 SETTINGS = {
-    "minimax": {"loss": "minimax"},
-    "ns": {"loss": "ns"},
-    "wgan-gp": {"loss": "wgan-gp"},
-    "hinge + SN": {"loss": "hinge", "spectral_norm": True},
-    "ns + PacGAN4": {"loss": "ns", "pac": 4},
+    "minimax": ({"loss": "minimax"}, 1e-3, 1.0),
+    "ns": ({"loss": "ns"}, 1e-3, 1.0),
+    "wgan-gp": ({"loss": "wgan-gp"}, 1e-4, 1 / 3),
+    "hinge + SN": ({"loss": "hinge", "spectral_norm": True}, 2e-4, 1.0),
+    "ns + PacGAN4": ({"loss": "ns", "pac": 4}, 1e-3, 1.0),
+    "ns + minibatch std": ({"loss": "ns", "minibatch_std": True}, 1e-3, 1.0),
 }
 # VEEGAN (Srivastava et al. 2017) Table 1 and PacGAN (Lin et al. 2018) Table 2: modes, % high quality
 PUBLISHED = {"gaussians8": {"GAN (VEEGAN)": "1.0 / 99.3%", "PacGAN4": "7.8 / 94.3%"},
@@ -38,6 +46,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--n", type=int, default=2500)
     ap.add_argument("--out", type=Path, default=Path("runs/gan_modes"))
+    ap.add_argument("--figures", type=Path, default=None, help="scatter of seed 0's samples per setting")
     args = ap.parse_args()
     rows = []
     for name in args.data:
@@ -47,25 +56,33 @@ def main() -> None:
                 run = args.out / f"{name}-{setting.replace(' ', '')}-{seed}"
                 shutil.rmtree(run, ignore_errors=True)
                 torch.manual_seed(seed)
-                model = genlab.create("gan", data, **SETTINGS[setting])
+                opts, lr, share = SETTINGS[setting]
+                model = genlab.create("gan", data, latent_dim=2, **opts)
+                steps = round(args.steps * share)
                 t0 = time.perf_counter()
-                genlab.train(model, data, steps=args.steps, out=run, batch_size=256, seed=seed, progress=False)
+                genlab.train(model, data, steps=steps, out=run, batch_size=256, lr=lr, schedule="cosine",
+                             seed=seed, progress=False)
                 x = genlab.load(run).sample(args.n, seed=1000 + seed)
                 m = mode_metrics(torch.as_tensor(model.spec.to_original(x)), name)
-                rows.append({"data": name, "setting": setting, "seed": seed, "modes": m["modes"],
-                             "high_quality": m["high_quality"], "seconds": round(time.perf_counter() - t0, 1)})
+                rows.append({"data": name, "setting": setting, "seed": seed, "iterations": steps, "lr": lr,
+                             "modes": m["modes"], "high_quality": m["high_quality"],
+                             "seconds": round(time.perf_counter() - t0, 1)})
+                if seed == 0 and args.figures:
+                    save_scatter(x, model.spec, args.figures / f"{name}_{run.name.split('-', 1)[1][:-2]}.png",
+                                 reference=data.x[: args.n], title=f"{setting} on {name}, seed 0")
                 print(json.dumps(rows[-1]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "result.json").write_text(json.dumps(rows, indent=1))
-    print("\n| data | setting | modes (mean, min over seeds) | high quality (mean, min) |\n|---|---|---|---|")
+    (args.out / f"result-{'-'.join(args.data)}.json").write_text(json.dumps(rows, indent=1))
+    print("\n| data | setting | iterations | modes (mean, min over seeds) | high quality (mean, min) |\n"
+          "|---|---|---|---|---|")
     for name in args.data:
         for setting in args.settings:
             r = [x for x in rows if x["data"] == name and x["setting"] == setting]
             modes, hq = [x["modes"] for x in r], [x["high_quality"] for x in r]
-            print(f"| {name} | {setting} | {sum(modes) / len(r):.1f} ({min(modes)}) | "
+            print(f"| {name} | {setting} | {r[0]['iterations']} | {sum(modes) / len(r):.1f} ({min(modes)}) | "
                   f"{100 * sum(hq) / len(r):.1f}% ({100 * min(hq):.1f}%) |")
         for k, v in PUBLISHED[name].items():
-            print(f"| {name} | {k}, published | {v} | |")
+            print(f"| {name} | {k}, published | | {v} | |")
 
 
 if __name__ == "__main__":

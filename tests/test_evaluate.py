@@ -56,7 +56,7 @@ def test_no_extractor_for_user_folder_says_how_to_train_one():
 def test_metric_selection_follows_data_and_model():
     digits, g8 = genlab.load_dataset("digits"), genlab.load_dataset("gaussians8")
     assert applicable(digits.spec, genlab.create("vae", digits.spec)) == ["fid", "kid", "pr", "dc", "is",
-                                                                         "memorization", "nll"]
+                                                                         "memorization", "sharpness", "nll"]
     assert "nll" not in applicable(digits.spec, genlab.create("ae", digits.spec))
     assert "cls_acc" in applicable(digits.spec, genlab.create("vae", digits.spec, conditional=True))
     assert "modes" in applicable(g8.spec) and "modes" not in applicable(digits.spec) and "is" not in applicable(g8.spec)

@@ -129,6 +129,22 @@ def test_gan_bad_inputs():
         genlab.create("gan", vector_spec(), diffaugment="translation")
     with pytest.raises(GenlabError, match="pac=3 needs a batch size divisible by 3"):
         genlab.create("gan", vector_spec(), pac=3)(torch.randn(8, 2), None)
+    with pytest.raises(GenlabError, match="fourier features are for the MLP discriminator"):
+        genlab.create("gan", genlab.load_dataset("digits").spec, fourier=4)
+
+
+def test_fourier_discriminator_sees_sin_and_cos_of_its_packed_input():
+    model = genlab.create("gan", vector_spec(), fourier=3, pac=2)
+    first = model.D.body[0]
+    assert first.in_features == 2 * 2 * (1 + 2 * 3)
+    x = torch.randn(6, 2)
+    seen = []
+    first.register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    model.D(x)
+    packed = x.reshape(3, 4)
+    args = torch.cat([packed * torch.pi * 2**k for k in range(3)], 1)  # order: coordinate-major, then k
+    args = args.reshape(3, 3, 4).transpose(1, 2).reshape(3, 12)
+    assert torch.allclose(seen[0], torch.cat([packed, args.sin(), args.cos()], 1), atol=1e-6)
 
 
 FASHION = __import__("genlab.data.builtin", fromlist=["idx_folder"]).idx_folder("fashion-mnist") is not None

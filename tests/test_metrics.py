@@ -13,6 +13,7 @@ from genlab.metrics import (
     frechet_distance,
     inception_score,
     kid,
+    laplacian_variance,
     memorization,
     mode_metrics,
     precision_recall,
@@ -115,6 +116,24 @@ def test_mode_metrics_true_mixture_and_collapsed_sampler():
     collapsed = np.array([1.0, 0.0]) + 0.01 * np.random.default_rng(0).standard_normal((2500, 2))
     m = mode_metrics(collapsed, "gaussians8")
     assert m["modes"] == 1 and m["counts"][0] > 2400
+
+
+def test_laplacian_variance_matches_scipy_and_falls_with_blur():
+    from scipy import ndimage
+
+    from genlab.data import load_dataset
+
+    x = (load_dataset("digits", "test").x[:50] + 1) / 2  # (50, 1, 8, 8) in [0, 1]
+    rgb = torch.rand(4, 3, 12, 9, generator=torch.Generator().manual_seed(0))
+    for imgs in (x, rgb):
+        gray = imgs.double().mean(1).numpy()
+        ref = [ndimage.laplace(g)[1:-1, 1:-1].var() for g in gray]  # interior: no boundary mode involved
+        assert np.allclose(laplacian_variance(imgs).numpy(), ref, rtol=1e-12)
+    blurred = torch.from_numpy(np.stack([ndimage.gaussian_filter(g, 1.0) for g in x[:, 0].numpy()]))[:, None]
+    assert (laplacian_variance(blurred) < laplacian_variance(x)).all()
+    assert float(laplacian_variance(torch.full((2, 1, 5, 5), 0.3)).max()) == 0.0
+    with pytest.raises(GenlabError, match="sharpness needs"):
+        laplacian_variance(torch.zeros(3, 28, 28))
 
 
 def test_memorization_flags_copies():

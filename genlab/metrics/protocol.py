@@ -21,7 +21,7 @@ import torch
 from ..errors import GenlabError
 from .distances import frechet_distance, kid
 from .manifold import density_coverage, memorization, precision_recall
-from .scores import bits_per_dim, inception_score, mode_metrics
+from .scores import bits_per_dim, inception_score, laplacian_variance, mode_metrics
 
 PROTOCOL_VERSION = "1"
 METRICS = {
@@ -31,6 +31,7 @@ METRICS = {
     "dc": "density / coverage, k = 5 (Naeem et al. 2020)",
     "is": "inception score from the extractor's softmax (images)",
     "cls_acc": "extractor accuracy on class-conditional samples",
+    "sharpness": "mean variance of the Laplacian of samples and of the split's images, intensities in [0, 1]",
     "modes": "modes captured and % high-quality samples (2-D mixtures)",
     "memorization": "nearest-training-example distances of samples vs of test examples",
     "nll": "test-split negative log-likelihood (or its bound) in bits/dim",
@@ -76,7 +77,7 @@ def applicable(spec, model=None) -> list[str]:
 
     names = ["fid", "kid", "pr", "dc"]
     if spec.is_image:
-        names += ["is", "memorization"]
+        names += ["is", "memorization", "sharpness"]
         if model is not None and getattr(model.config, "conditional", False):
             names.append("cls_acc")
     if spec.name in MIXTURES:
@@ -100,7 +101,8 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, metrics: list[str] | N
         raise GenlabError(f"samples of shape {tuple(samples.shape[1:])} do not match {dataset}'s {spec.shape}")
     if not torch.isfinite(samples).all():
         raise GenlabError("the samples hold NaN or inf values; the model may have diverged")
-    ext = extractor_for(dataset, extractor, device) if spec.is_image and set(names) - {"modes", "nll"} else None
+    needs_extractor = spec.is_image and set(names) - {"modes", "nll", "sharpness"}
+    ext = extractor_for(dataset, extractor, device) if needs_extractor else None
     out: dict[str, Any] = {"n_samples": len(samples)}
     t0 = time.perf_counter()
     if ext is not None:
@@ -134,6 +136,14 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, metrics: list[str] | N
         res["memorization"] = memorization(train, real, fake)
     if "modes" in names:
         res["modes"] = mode_metrics(spec.to_original(samples), spec.name)
+    if "sharpness" in names:
+        if not spec.is_image:
+            raise GenlabError("sharpness is for images; drop it for vector or table data")
+        lo, hi = spec.value_range
+        unit = lambda x: (x.float() - lo) / (hi - lo)
+        res["sharpness"] = float(laplacian_variance(unit(samples)).mean())
+        reference = load_dataset(dataset, split, **(opts or {})).x
+        res["sharpness_reference"] = float(laplacian_variance(unit(reference)).mean())
     out["metrics"] = res
     return out
 

@@ -21,7 +21,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from ..config import check
 from ..errors import GenlabError
-from ..nn import MLP, Attention, activation
+from ..nn import MLP, Attention, activation, fourier_features
 from .base import GenerativeModel, generator
 
 LOSSES = ("minimax", "ns", "wgan", "wgan-gp", "hinge", "lsgan")
@@ -34,6 +34,7 @@ class GANConfig:
     arch: str = "auto"  # auto (dcgan for images, mlp otherwise) | dcgan | mlp
     latent_dim: int = 64
     hidden: tuple[int, ...] = (256, 256, 256)  # MLP widths (G; D uses the same)
+    fourier: int = 0  # MLP D: sin/cos features of its input at 2^k pi, k < fourier (Tancik et al. 2020)
     channels: tuple[int, ...] = (128, 64)  # DCGAN G widths from the smallest map up; D mirrors them
     spectral_norm: bool = False  # on every D layer
     attention: bool = False  # DCGAN: a self-attention block after the first up / down stage
@@ -56,6 +57,7 @@ class GANConfig:
         check(self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
         check(self.cond_d in ("projection", "concat"), f"cond_d must be projection or concat, got '{self.cond_d}'")
         check(self.pac >= 1, f"pac must be >= 1, got {self.pac}")
+        check(0 <= self.fourier <= 16, f"fourier must be in [0, 16], got {self.fourier}")
         check(0 <= self.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
         check(self.d_lr_ratio > 0 and self.gp >= 0 and self.r1 >= 0 and self.clip > 0 and self.feature_matching >= 0,
               "d_lr_ratio and clip must be > 0; gp, r1 and feature_matching >= 0")
@@ -218,7 +220,7 @@ class Discriminator(nn.Module):
             self.body = nn.Sequential(*layers)
             feat = (c_in + cfg.minibatch_std) * (h // 2 ** len(widths)) * (w // 2 ** len(widths))
         else:
-            d = shape[0] * cfg.pac + concat
+            d = shape[0] * cfg.pac * (1 + 2 * cfg.fourier) + concat
             layers = []
             for width in cfg.hidden:
                 layers += [sn(nn.Linear(d, width)), activation("leaky_relu")]
@@ -239,6 +241,8 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, y=None):
         x, y = self.pack(x, y)
+        if self.arch == "mlp":
+            x = fourier_features(x, self.cfg.fourier)
         if self.concat:
             onehot = F.one_hot(y, self.n_cond).to(x.dtype)
             x = torch.cat([x, onehot[:, :, None, None].expand(-1, -1, *x.shape[2:]) if x.dim() == 4 else onehot], 1)
@@ -263,6 +267,8 @@ class GAN(GenerativeModel):
         n_cond, arch = self._classes(), self._arch("dcgan")
         if c.diffaugment and not spec.is_image:
             raise GenlabError("diffaugment is for images; leave it empty for vector or table data")
+        if c.fourier and arch == "dcgan":
+            raise GenlabError("fourier features are for the MLP discriminator; set arch=mlp or fourier=0")
         self.arch, self.n_cond = arch, n_cond
         if arch == "dcgan":
             self.G = DCGenerator(c.latent_dim, spec.shape, tuple(c.channels), n_cond, c.attention)

@@ -20,6 +20,16 @@ def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+def fourier_features(x: torch.Tensor, n: int) -> torch.Tensor:
+    """x with sin and cos of 2^k pi x, k < n, per coordinate (Mildenhall et al. 2020; Tancik et al. 2020):
+    (B, D) -> (B, D (1 + 2n)). Lets an MLP resolve detail far finer than the data's scale."""
+    if n == 0:
+        return x
+    freqs = math.pi * 2.0 ** torch.arange(n, device=x.device, dtype=x.dtype)
+    args = (x[:, :, None] * freqs).flatten(1)
+    return torch.cat([x, torch.sin(args), torch.cos(args)], dim=1)
+
+
 class MLP(nn.Sequential):
     """(B, d_in) -> (B, d_out) through hidden widths; no activation after the last layer."""
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import GenlabError
-from ...nn import Attention, activation, group_norm, zero_
+from ...nn import Attention, activation, fourier_features, group_norm, zero_
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -122,16 +122,6 @@ class UNet(nn.Module):
                 h = torch.cat([h, hs.pop()], dim=1)
             h = self._run(block, h, emb)
         return self.out(h)
-
-
-def fourier_features(x: torch.Tensor, n: int) -> torch.Tensor:
-    """x with sin and cos of 2^k pi x, k < n, per coordinate (Mildenhall et al. 2020; Tancik et al. 2020):
-    (B, D) -> (B, D (1 + 2n)). Lets an MLP resolve detail far finer than the data's scale."""
-    if n == 0:
-        return x
-    freqs = math.pi * 2.0 ** torch.arange(n, device=x.device, dtype=x.dtype)
-    args = (x[:, :, None] * freqs).flatten(1)
-    return torch.cat([x, torch.sin(args), torch.cos(args)], dim=1)
 
 
 class MLPDenoiser(nn.Module):
