@@ -3,9 +3,11 @@ several seeds): modes captured and % high-quality samples (within 3 std of a mod
 beside the published rows. One recipe for every row: 2-D latent, 3x256 MLPs, batch 256, Adam with cosine decay
 to 10%, EMA of G; the learning rate per loss as listed in SETTINGS. Run by hand (one process per dataset):
 
-    python benchmarks/gan_modes.py --data gaussians8 --seeds 5 --steps 2500 --out runs/gan_modes
-    python benchmarks/gan_modes.py --data gaussians25 --seeds 5 --steps 2500 --out runs/gan_modes \
-        --figures docs/img/gan_modes
+    python benchmarks/gan_modes.py --data gaussians8 --seeds 5 --steps 2500 --figures docs/img/gan_modes \
+        > runs/gan_modes_gaussians8.log
+    python benchmarks/gan_modes.py --data gaussians25 --seeds 5 --steps 2500 --figures docs/img/gan_modes \
+        > runs/gan_modes_gaussians25.log
+    python benchmarks/gan_modes.py --report runs/gan_modes_*.log    # one table from the JSON lines of both
 """
 
 from __future__ import annotations
@@ -47,7 +49,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2500)
     ap.add_argument("--out", type=Path, default=Path("runs/gan_modes"))
     ap.add_argument("--figures", type=Path, default=None, help="scatter of seed 0's samples per setting")
+    ap.add_argument("--report", type=Path, nargs="+", default=None, help="only print the table of these logs")
     args = ap.parse_args()
+    if args.report:
+        rows = [json.loads(line) for f in args.report for line in f.read_text().splitlines() if line.startswith("{")]
+        return table(rows)
     rows = []
     for name in args.data:
         data = genlab.load_dataset(name)
@@ -71,18 +77,20 @@ def main() -> None:
                     save_scatter(x, model.spec, args.figures / f"{name}_{run.name.split('-', 1)[1][:-2]}.png",
                                  reference=data.x[: args.n], title=f"{setting} on {name}, seed 0")
                 print(json.dumps(rows[-1]), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"result-{'-'.join(args.data)}.json").write_text(json.dumps(rows, indent=1))
-    print("\n| data | setting | iterations | modes (mean, min over seeds) | high quality (mean, min) |\n"
-          "|---|---|---|---|---|")
-    for name in args.data:
-        for setting in args.settings:
+    table(rows)
+
+
+def table(rows: list[dict]) -> None:
+    print("\n| data | setting | iterations | seeds | modes (mean, min) | high quality (mean, min) |\n"
+          "|---|---|---|---|---|---|")
+    for name in dict.fromkeys(r["data"] for r in rows):
+        for setting in dict.fromkeys(r["setting"] for r in rows if r["data"] == name):
             r = [x for x in rows if x["data"] == name and x["setting"] == setting]
             modes, hq = [x["modes"] for x in r], [x["high_quality"] for x in r]
-            print(f"| {name} | {setting} | {r[0]['iterations']} | {sum(modes) / len(r):.1f} ({min(modes)}) | "
-                  f"{100 * sum(hq) / len(r):.1f}% ({100 * min(hq):.1f}%) |")
+            print(f"| {name} | {setting} | {r[0]['iterations']} | {len(r)} | {sum(modes) / len(r):.1f} "
+                  f"({min(modes)}) | {100 * sum(hq) / len(r):.1f}% ({100 * min(hq):.1f}%) |")
         for k, v in PUBLISHED[name].items():
-            print(f"| {name} | {k}, published | | {v} | |")
+            print(f"| {name} | {k}, published | | | {v} | |")
 
 
 if __name__ == "__main__":
