@@ -33,6 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--out", type=Path, default=Path("runs/cyclegan"))
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the family's (16)")
     ap.add_argument("--reuse", action="store_true", help="evaluate an existing run instead of training")
     ap.add_argument("--figure", type=Path, default=None)
     args = ap.parse_args()
@@ -41,7 +42,8 @@ def main() -> None:
     if not args.reuse:
         torch.manual_seed(0)
         model = genlab.create("cyclegan", a_train, target="fashion-mnist")
-        genlab.train(model, a_train, minutes=args.minutes, out=args.out, seed=0, progress=False)
+        batch = {"batch_size": args.batch_size} if args.batch_size else {}
+        genlab.train(model, a_train, minutes=args.minutes, out=args.out, seed=0, progress=False, **batch)
     state = json.loads((args.out / "checkpoint" / "state.json").read_text())
     model = genlab.load(args.out)
     model.eval()
@@ -53,7 +55,7 @@ def main() -> None:
     fit_x = np.concatenate([feats(a_train.x), feats(pick(b_train.x, n_fit))])
     fit_y = np.r_[np.zeros(n_fit), np.ones(n_fit)]  # 0: domain A (digits), 1: domain B (fashion)
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(fit_x, fit_y)
-    a, b = a_test.x, pick(b_test.x, len(a_test.x))
+    a, b = pick(a_test.x, len(a_test.x)), pick(b_test.x, len(a_test.x))
     as_b = lambda x: float(probe.predict(feats(x)).mean())  # share classified as fashion
     ab, ba = translate(model, a, "ab"), translate(model, b, "ba")
     aba, bab = translate(model, ab, "ba"), translate(model, ba, "ab")

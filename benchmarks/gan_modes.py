@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--data", nargs="+", default=["gaussians8", "gaussians25"])
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS))
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--start-seed", type=int, default=0, help="run seeds start-seed .. start-seed + seeds - 1")
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--n", type=int, default=2500)
     ap.add_argument("--out", type=Path, default=Path("runs/gan_modes"))
@@ -58,7 +59,7 @@ def main() -> None:
     for name in args.data:
         data = genlab.load_dataset(name)
         for setting in args.settings:
-            for seed in range(args.seeds):
+            for seed in range(args.start_seed, args.start_seed + args.seeds):
                 run = args.out / f"{name}-{setting.replace(' ', '')}-{seed}"
                 shutil.rmtree(run, ignore_errors=True)
                 torch.manual_seed(seed)

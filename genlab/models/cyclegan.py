@@ -109,7 +109,9 @@ class CycleGAN(GenerativeModel):
                 "generator": [*self.G_ab.parameters(), *self.G_ba.parameters()]}
 
     def train_defaults(self) -> dict[str, Any]:
-        return {"lr": 2e-4, "betas": (0.5, 0.999), "grad_clip": 0.0, "warmup_steps": 0}
+        # small batches (the paper uses 1): a step costs ~18 generator passes per image, so batch 128 managed
+        # only 71 iterations in 8 CPU minutes (docs/BENCHMARKS.md §15)
+        return {"lr": 2e-4, "betas": (0.5, 0.999), "grad_clip": 0.0, "warmup_steps": 0, "batch_size": 16}
 
     def forward(self, a: torch.Tensor, y=None, phase: str = "discriminator", step: int = 0):
         if self._b is None:
