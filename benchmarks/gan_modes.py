@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2500)
     ap.add_argument("--out", type=Path, default=Path("runs/gan_modes"))
     ap.add_argument("--figures", type=Path, default=None, help="scatter of seed 0's samples per setting")
+    ap.add_argument("--opts", type=json.loads, default={}, help='more model options as JSON, e.g. \'{"r1": 0.1}\'')
     ap.add_argument("--report", type=Path, nargs="+", default=None, help="only print the table of these logs")
     args = ap.parse_args()
     if args.report:
@@ -64,14 +65,15 @@ def main() -> None:
                 shutil.rmtree(run, ignore_errors=True)
                 torch.manual_seed(seed)
                 opts, lr, share = SETTINGS[setting]
-                model = genlab.create("gan", data, latent_dim=2, **opts)
+                model = genlab.create("gan", data, **{"latent_dim": 2, **opts, **args.opts})
                 steps = round(args.steps * share)
                 t0 = time.perf_counter()
                 genlab.train(model, data, steps=steps, out=run, batch_size=256, lr=lr, schedule="cosine",
                              seed=seed, progress=False)
                 x = genlab.load(run).sample(args.n, seed=1000 + seed)
                 m = mode_metrics(torch.as_tensor(model.spec.to_original(x)), name)
-                rows.append({"data": name, "setting": setting, "seed": seed, "iterations": steps, "lr": lr,
+                label = setting + (f" {json.dumps(args.opts)}" if args.opts else "")
+                rows.append({"data": name, "setting": label, "seed": seed, "iterations": steps, "lr": lr,
                              "modes": m["modes"], "high_quality": m["high_quality"],
                              "seconds": round(time.perf_counter() - t0, 1)})
                 if seed == 0 and args.figures:
