@@ -65,6 +65,17 @@ def timed(fn, reps: int, warm: int = 2) -> float:
     return (time.perf_counter() - t0) / reps
 
 
+def by_layout(make, rate) -> dict[str, float]:
+    """rate(model, layout) of a fresh model in each memory layout; the best one is what counts."""
+    rates = {}
+    for layout in ("contiguous", "channels_last"):
+        model = make()
+        if layout == "channels_last":
+            model.to(memory_format=torch.channels_last)
+        rates[layout] = rate(model, layout)
+    return rates
+
+
 def throughput(x: torch.Tensor, reps: int) -> dict:
     from diffusers import DDIMScheduler, DDPMScheduler
 
@@ -93,46 +104,26 @@ def throughput(x: torch.Tensor, reps: int) -> dict:
         opt.step()
 
     xcl = x.contiguous(memory_format=torch.channels_last)
-    rates = {}
-    for layout in ("contiguous", "channels_last"):
-        model = genlab.create("ddpm", genlab.load_dataset("fashion-mnist").spec)
-        xb = x
-        if layout == "channels_last":
-            model.to(memory_format=torch.channels_last)
-            xb = xcl
-        o = torch.optim.AdamW(model.parameters(), 1e-4)
-        rates[layout] = B / timed(lambda m=model, xb=xb, o=o: genlab_step(m, xb, o), reps)
-    out["train_img_s_genlab_by_layout"] = rates
-    out["train_img_s_genlab"] = max(rates.values())
-    rates = {}
-    for layout in ("contiguous", "channels_last"):
-        model = diffusers_unet()
-        xb = x
-        if layout == "channels_last":
-            model.to(memory_format=torch.channels_last)
-            xb = xcl
-        o = torch.optim.AdamW(model.parameters(), 1e-4)
-        rates[layout] = B / timed(lambda m=model, xb=xb, o=o: diffusers_step(m, xb, o), reps)
-    out["train_img_s_diffusers_by_layout"] = rates
-    out["train_img_s_diffusers"] = max(rates.values())
+
+    def train_rate(step):
+        def rate(model, layout):
+            xb = xcl if layout == "channels_last" else x
+            opt = torch.optim.AdamW(model.parameters(), 1e-4)
+            return B / timed(lambda: step(model, xb, opt), reps)
+        return rate
+
     n, steps = 250, 10
-    srates = {}
-    for layout in ("contiguous", "channels_last"):
-        model = genlab.create("ddpm", genlab.load_dataset("fashion-mnist").spec).eval()
-        if layout == "channels_last":
-            model.to(memory_format=torch.channels_last)
-        srates[layout] = n / timed(lambda m=model: m.sample(n, seed=0, sampler="ddim", steps=steps), 2, 1)
-    out["sample_img_s_genlab_by_layout"] = srates
-    out["sample_img_s_genlab"] = max(srates.values())
     ddim = DDIMScheduler(num_train_timesteps=1000)
-    srates = {}
-    for layout in ("contiguous", "channels_last"):
-        model = diffusers_unet().eval()
-        if layout == "channels_last":
-            model.to(memory_format=torch.channels_last)
-        srates[layout] = n / timed(lambda m=model, lay=layout: diffusers_sample(m, ddim, n, steps, 0, lay), 2, 1)
-    out["sample_img_s_diffusers_by_layout"] = srates
-    out["sample_img_s_diffusers"] = max(srates.values())
+    ours_fresh = lambda: genlab.create("ddpm", genlab.load_dataset("fashion-mnist").spec)
+    rows = {"train_img_s_genlab": by_layout(ours_fresh, train_rate(genlab_step)),
+            "train_img_s_diffusers": by_layout(diffusers_unet, train_rate(diffusers_step)),
+            "sample_img_s_genlab": by_layout(lambda: ours_fresh().eval(), lambda m, lay: n / timed(
+                lambda: m.sample(n, seed=0, sampler="ddim", steps=steps), 2, 1)),
+            "sample_img_s_diffusers": by_layout(lambda: diffusers_unet().eval(), lambda m, lay: n / timed(
+                lambda: diffusers_sample(m, ddim, n, steps, 0, lay), 2, 1))}
+    for key, rates in rows.items():
+        out[f"{key}_by_layout"] = rates
+        out[key] = max(rates.values())
     out["train_ratio"] = out["train_img_s_genlab"] / out["train_img_s_diffusers"]
     out["sample_ratio"] = out["sample_img_s_genlab"] / out["sample_img_s_diffusers"]
     peak = matmul_peak()

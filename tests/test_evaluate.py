@@ -102,6 +102,17 @@ def test_2d_mixture_eval_reports_modes(tmp_path):
     assert "is" not in res["metrics"]
 
 
+def test_sharpness_of_the_split_itself_equals_its_reference():
+    from genlab.metrics import laplacian_variance
+
+    test = genlab.load_dataset("digits", "test").x
+    res = evaluate_samples(test, "digits", ["sharpness"])["metrics"]
+    assert res["sharpness"] == res["sharpness_reference"]
+    assert res["sharpness"] == pytest.approx(float(laplacian_variance((test + 1) / 2).mean()), rel=1e-12)
+    blurred = evaluate_samples(torch.nn.functional.avg_pool2d(test, 3, 1, 1), "digits", ["sharpness"])["metrics"]
+    assert blurred["sharpness"] < 0.5 * res["sharpness"]
+
+
 def test_bad_eval_inputs(tmp_path):
     with pytest.raises(GenlabError, match="do not fit the classifier:digits extractor|do not match"):
         evaluate_samples(torch.zeros(10, 1, 28, 28), "digits", ["fid"])
@@ -111,6 +122,8 @@ def test_bad_eval_inputs(tmp_path):
         evaluate_samples(torch.zeros(1, 1, 8, 8), "digits", ["fid"])
     with pytest.raises(GenlabError, match="unknown metric 'fidd'"):
         evaluate_samples(torch.zeros(10, 1, 8, 8), "digits", ["fidd"])
+    with pytest.raises(GenlabError, match="sharpness is for images"):
+        evaluate_samples(torch.zeros(10, 2), "gaussians8", ["sharpness"])
     ext = extractor_for("digits")
     with pytest.raises(GenlabError, match="do not fit"):
         ext.run(torch.zeros(4, 3, 8, 8))
