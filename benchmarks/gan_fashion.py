@@ -3,7 +3,7 @@ protocol): ns, wgan-gp and hinge + spectral-norm DCGANs, and a conditional ns DC
 samples). Beside them, for the notes' "VAE samples are blurrier than GAN samples": a VAE run's samples (decoder
 means) and real train images, with the same metrics plus sharpness (variance of the Laplacian). Run by hand:
 
-    python benchmarks/gan_fashion.py --minutes 6 --vae runs/bench-vae-fmnist --out runs/gan_fashion \
+    python benchmarks/gan_fashion.py --minutes 5 --vae runs/bench-vae-fmnist --out runs/gan_fashion \
         --figures docs/img/gan_fashion
 (the VAE run comes from `python benchmarks/vae_fashion_mnist.py --epochs 6 --out runs/bench-vae-fmnist`)
 """

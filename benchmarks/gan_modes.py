@@ -51,6 +51,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/gan_modes"))
     ap.add_argument("--figures", type=Path, default=None, help="scatter of seed 0's samples per setting")
     ap.add_argument("--opts", type=json.loads, default={}, help='more model options as JSON, e.g. \'{"r1": 0.1}\'')
+    ap.add_argument("--train", type=json.loads, default={}, help='more training options as JSON, e.g. '
+                    '\'{"min_lr_ratio": 0.01}\'')
+    ap.add_argument("--drs", type=float, default=None, help="also score samples drawn with discriminator "
+                    "rejection sampling at this percentile (a second row per run)")
     ap.add_argument("--report", type=Path, nargs="+", default=None, help="only print the table of these logs")
     args = ap.parse_args()
     if args.report:
@@ -69,17 +73,22 @@ def main() -> None:
                 steps = round(args.steps * share)
                 t0 = time.perf_counter()
                 genlab.train(model, data, steps=steps, out=run, batch_size=256, lr=lr, schedule="cosine",
-                             seed=seed, progress=False)
-                x = genlab.load(run).sample(args.n, seed=1000 + seed)
-                m = mode_metrics(torch.as_tensor(model.spec.to_original(x)), name)
-                label = setting + (f" {json.dumps(args.opts)}" if args.opts else "")
-                rows.append({"data": name, "setting": label, "seed": seed, "iterations": steps, "lr": lr,
-                             "modes": m["modes"], "high_quality": m["high_quality"],
-                             "seconds": round(time.perf_counter() - t0, 1)})
-                if seed == 0 and args.figures:
-                    save_scatter(x, model.spec, args.figures / f"{name}_{run.name.split('-', 1)[1][:-2]}.png",
-                                 reference=data.x[: args.n], title=f"{setting} on {name}, seed 0")
-                print(json.dumps(rows[-1]), flush=True)
+                             seed=seed, progress=False, **args.train)
+                seconds = round(time.perf_counter() - t0, 1)
+                trained = genlab.load(run)
+                x = trained.sample(args.n, seed=1000 + seed)
+                label = setting + "".join(f" {json.dumps(o)}" for o in (args.opts, args.train) if o)
+                for drs in (None, args.drs) if args.drs is not None else (None,):
+                    s = x if drs is None else trained.sample(args.n, seed=1000 + seed, drs=drs)
+                    m = mode_metrics(torch.as_tensor(model.spec.to_original(s)), name)
+                    rows.append({"data": name, "setting": label + (f" + DRS {drs:g}" if drs is not None else ""),
+                                 "seed": seed, "iterations": steps, "lr": lr, "modes": m["modes"],
+                                 "high_quality": m["high_quality"], "seconds": seconds})
+                    print(json.dumps(rows[-1]), flush=True)
+                    if seed == 0 and args.figures:
+                        stem = f"{name}_{run.name.split('-', 1)[1][:-2]}" + ("_drs" if drs is not None else "")
+                        save_scatter(s, model.spec, args.figures / f"{stem}.png", reference=data.x[: args.n],
+                                     title=f"{rows[-1]['setting']}, seed 0")
     table(rows)
 
 

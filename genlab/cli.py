@@ -140,11 +140,16 @@ def train(
         print(f"trained {kind} for {run.step} steps ({loss}{run.seconds:.0f} s); run directory: {run.path}")
 
 
+DRS_HELP = ("gan: discriminator rejection sampling, gamma at this percentile of F in [0, 100) (Azadi et al. "
+            "2019 use 80; higher keeps fewer samples)")
+
+
 def _check_sample_options(model, opts: dict) -> None:
     params = inspect.signature(model.sample).parameters
     for k, v in opts.items():
         if v is not None and k not in params:
-            raise GenlabError(f"{model.kind} takes no --{k}: sampler options are for diffusion models")
+            what = "--drs is for GANs" if k == "drs" else "sampler options are for diffusion models"
+            raise GenlabError(f"{model.kind} takes no --{k}: {what}")
 
 
 def _progress() -> bool:
@@ -183,6 +188,7 @@ def sample(
     steps: int | None = typer.Option(None, help="diffusion: sampling steps, 1..T"),
     guidance: float | None = typer.Option(None, help="conditional diffusion: 0 uncond., 1 cond., > 1 guided"),
     eta: float | None = typer.Option(None, help="ddim: 0 deterministic .. 1 ddpm-like"),
+    drs: float | None = typer.Option(None, help=DRS_HELP),
     inpaint: str | None = typer.Option(None, help="fill the --mask region of IMAGE.png, FILE.npz or 'test' "
                                        "(the first --n test images)"),
     mask: str = typer.Option("center", help="with --inpaint: center|left|right|top|bottom|noise or a "
@@ -207,7 +213,7 @@ def sample(
     if n < 1:
         raise GenlabError(f"--n must be >= 1, got {n}")
     model = load_model(run, device=str(resolve_device(device)))
-    opts = {"sampler": sampler, "steps": steps, "guidance": guidance, "eta": eta}
+    opts = {"sampler": sampler, "steps": steps, "guidance": guidance, "eta": eta, "drs": drs}
     _check_sample_options(model, opts)
     opts = {k: v for k, v in opts.items() if v is not None}
     if inpaint is not None:
@@ -270,6 +276,7 @@ def eval_cmd(
     sampler: str | None = typer.Option(None, help="diffusion: the sampler to evaluate (default: the model's)"),
     steps: int | None = typer.Option(None, help="diffusion: sampling steps"),
     guidance: float | None = typer.Option(None, help="conditional diffusion: guidance weight"),
+    drs: float | None = typer.Option(None, help=DRS_HELP),
     device: str = typer.Option("auto"),
 ) -> None:
     """Evaluate a run on its test split with the protocol's metrics; writes RUN/eval.json and prints a table."""
@@ -279,7 +286,8 @@ def eval_cmd(
     from .train.checkpoint import atomic_write_json
 
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-    opts = {k_: v for k_, v in (("sampler", sampler), ("steps", steps), ("guidance", guidance)) if v is not None}
+    opts = {k_: v for k_, v in (("sampler", sampler), ("steps", steps), ("guidance", guidance), ("drs", drs))
+            if v is not None}
     if opts:
         from .models import load_model
 

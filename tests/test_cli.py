@@ -90,6 +90,7 @@ def test_bad_inputs_labels_and_config_values(cli, vae_run, tmp_path):
     one_line_error(*cli("train", "vae", "--data", "digits", "--set", "beta=-1", *FAST)[::2], "beta must be >= 0")
     one_line_error(*cli("train", "vae", "--data", "digits", "--set", "latent_dim=x", *FAST)[::2], "expects an integer")
     one_line_error(*cli("sample", vae_run, "--guidance", "2")[::2], "takes no --guidance")
+    one_line_error(*cli("sample", vae_run, "--drs", "80")[::2], "--drs is for GANs")
 
 
 def test_bad_inputs_not_a_run(cli, tmp_path, vae_run):

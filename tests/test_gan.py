@@ -1,5 +1,7 @@
 """GAN formulas and training protocol against independent computations."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -129,6 +131,10 @@ def test_gan_bad_inputs():
         genlab.create("gan", vector_spec(), diffaugment="translation")
     with pytest.raises(GenlabError, match="pac=3 needs a batch size divisible by 3"):
         genlab.create("gan", vector_spec(), pac=3)(torch.randn(8, 2), None)
+    with pytest.raises(GenlabError, match=r"drs is a percentile in \[0, 100\)"):
+        genlab.create("gan", vector_spec()).sample(4, drs=100)
+    with pytest.raises(GenlabError, match="drs is for unconditional GANs"):
+        genlab.create("gan", vector_spec(classes=3), conditional=True).sample(4, drs=80)
     with pytest.raises(GenlabError, match="fourier features are for the MLP discriminator"):
         genlab.create("gan", genlab.load_dataset("digits").spec, fourier=4)
 
@@ -145,6 +151,79 @@ def test_fourier_discriminator_sees_sin_and_cos_of_its_packed_input():
     args = torch.cat([packed * torch.pi * 2**k for k in range(3)], 1)  # order: coordinate-major, then k
     args = args.reshape(3, 3, 4).transpose(1, 2).reshape(3, 12)
     assert torch.allclose(seen[0], torch.cat([packed, args.sin(), args.cos()], 1), atol=1e-6)
+
+
+
+def test_top_k_generator_loss_uses_only_the_best_scored_fakes():
+    """Sinha et al. 2020: G's loss is the mean over the k fakes D scores highest; k decays from the batch to
+    top_k * batch by 0.99 per 50 steps."""
+    torch.manual_seed(0)
+    model = genlab.create("gan", vector_spec(), top_k=0.25, hidden=(16,))
+    x = torch.randn(64, 2)
+    for step, k in ((0, 64), (50, round(0.99 * 64)), (10**5, 16)):
+        torch.manual_seed(1)
+        loss, _ = model(x, None, phase="generator", step=step)
+        torch.manual_seed(1)
+        z = torch.randn(64, model.config.latent_dim)
+        logits = model.D(model.G(z))[0]
+        best = logits.sort(descending=True).values[:k]
+        assert loss.item() == pytest.approx(g_loss("ns", best).item(), rel=1e-6)
+        assert k == 64 or loss.item() < g_loss("ns", logits).item()  # the dropped fakes are the worst scored
+
+
+def test_drs_score_is_the_papers_f_and_rejection_moves_samples_onto_the_data():
+    """Azadi et al. 2019: F = d - d_max - log(1 - exp(d - d_max - eps)); sigmoid(F) = exp(d - d_max - eps) is
+    exact rejection sampling when d = log p_data / p_g. With G = N(0, 1) and D that exact log ratio for data
+    N(1, 0.5^2), DRS at the paper's 80th percentile draws (nearly) the data distribution."""
+    from scipy import stats
+    from torch import nn
+
+    from genlab.models.gan import drs_score
+
+    d, d_max = torch.linspace(-20, 3, 50, dtype=torch.float64), torch.tensor(3.0, dtype=torch.float64)
+    paper = d.numpy() - 3.0 - np.log(1 - np.exp(d.numpy() - 3.0 - 1e-6))
+    assert np.allclose(drs_score(d, d_max).numpy(), paper, atol=2e-6)
+    assert torch.allclose(torch.sigmoid(drs_score(d, d_max)), torch.exp(d - d_max - 1e-6), rtol=1e-6)
+
+    class Identity(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unit = nn.Parameter(torch.ones(()))
+
+        def forward(self, z, y=None):
+            return z * self.unit
+
+    class LogRatio(nn.Module):  # log N(x; 1, 0.5^2) - log N(x; 0, 1)
+        def forward(self, x, y=None):
+            return -2 * (x[:, 0] - 1) ** 2 + np.log(2) + x[:, 0] ** 2 / 2, None
+
+    model = genlab.create("gan", vector_spec(1), latent_dim=1)
+    model.G, model.D = Identity(), LogRatio()
+    target = stats.norm(1, 0.5).cdf
+    plain = model.sample(3000, seed=0)[:, 0].numpy()
+    drs = model.sample(3000, seed=0, drs=80)[:, 0].numpy()
+    assert stats.kstest(plain, target).statistic > 0.5
+    assert stats.kstest(drs, target).statistic < 0.08
+    assert torch.equal(model.sample(50, seed=3, drs=80), model.sample(50, seed=3, drs=80))
+
+
+def test_drs_from_the_cli(tmp_path, cli):
+    from helpers import one_line_error
+
+    data = genlab.load_dataset("gaussians8")
+    torch.manual_seed(0)
+    model = genlab.create("gan", data, latent_dim=2, hidden=(32,), minibatch_std=True)
+    genlab.train(model, data, steps=20, out=tmp_path / "run", batch_size=64, progress=False)
+    code, _, err = cli("eval", tmp_path / "run", "--metrics", "modes", "--n", "500", "--drs", "80",
+                       "--json", tmp_path / "e.json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "e.json").read_text())["sampling"]["drs"] == 80
+    for drs in ([], ["--drs", "80"]):
+        code, _, err = cli("sample", tmp_path / "run", *drs, "--n", "100", "--out", tmp_path / f"{len(drs)}.npz")
+        assert code == 0, err
+    plain, kept = np.load(tmp_path / "0.npz")["x"], np.load(tmp_path / "2.npz")["x"]
+    assert plain.shape == kept.shape == (100, 2) and not np.allclose(plain, kept)
+    one_line_error(*cli("sample", tmp_path / "run", "--drs", "100")[::2], "drs is a percentile")
 
 
 FASHION = __import__("genlab.data.builtin", fromlist=["idx_folder"]).idx_folder("fashion-mnist") is not None

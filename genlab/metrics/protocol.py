@@ -174,9 +174,11 @@ def likelihood(model, dataset, k: int = 100, n: int | None = None, batch_size: i
 @torch.no_grad()
 def draw_samples(model, n: int, seed: int = 0, batch_size: int = 500, **opts):
     """n samples in batches (balanced labels for conditional models): (samples, labels or None, seconds).
-    opts go to model.sample (e.g. sampler, steps, guidance for diffusion)."""
+    opts go to model.sample (e.g. sampler, steps, guidance for diffusion; drs for GANs)."""
     conditional = getattr(model.config, "conditional", False)
     labels = torch.arange(n) % model.spec.num_classes if conditional else None
+    if opts.get("drs") is not None:  # one call: GAN rejection sampling burns in once (10,000 candidates)
+        batch_size = n
     chunks = []
     t0 = time.perf_counter()
     for i, start in enumerate(range(0, n, batch_size)):
@@ -190,7 +192,7 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
              write: bool = True, sample_opts: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate a run on its dataset's test split; writes RUN/eval.json. n: samples generated (default 10,000,
     or the test split's size if smaller), and also the number of test examples scored for nll (default all);
-    k: importance samples of the IWAE bound; sample_opts: passed to model.sample (sampler, steps, guidance)."""
+    k: importance samples of the IWAE bound; sample_opts: passed to model.sample (sampler, steps, guidance, drs)."""
     from ..data import load_dataset
     from ..models import load_model
     from ..models.base import read_json

@@ -3,7 +3,8 @@ DCGAN rules for images (Radford et al. 2016) or MLPs for vectors, and the stabil
 spectral normalisation (Miyato et al. 2018), self-attention (Zhang et al. 2019), minibatch standard deviation
 (Karras et al. 2018), feature matching and one-sided label smoothing (Salimans et al. 2016), PacGAN packing
 (Lin et al. 2018), TTUR (Heusel et al. 2017), R1 (Mescheder et al. 2018), DiffAugment (Zhao et al. 2020),
-conditional G with a concatenation or projection discriminator (Mirza & Osindero 2014; Miyato & Koyama 2018).
+top-k generator updates (Sinha et al. 2020), conditional G with a concatenation or projection discriminator
+(Mirza & Osindero 2014; Miyato & Koyama 2018).
 
 D outputs logits (critic values for the Wasserstein losses). The Trainer runs ("discriminator", n_critic)
 then ("generator", 1) per iteration, each repeat on a fresh batch.
@@ -43,6 +44,7 @@ class GANConfig:
     minibatch_std: bool = False  # D sees the batch's feature std (against mode collapse)
     feature_matching: float = 0.0  # weight of ||E f(x) - E f(G(z))||^2 on D's last features in G's loss
     pac: int = 1  # PacGAN: D judges `pac` samples at once
+    top_k: float = 1.0  # G learns from the best-scored share of fakes, 1 -> top_k by 0.99 per 50 steps (Sinha 2020)
     label_smoothing: float = 0.0  # one-sided: real target 1 - s (minimax / ns)
     d_lr_ratio: float = 1.0  # TTUR: the discriminator's lr is this times the generator's
     gp: float = 10.0  # wgan-gp: lambda
@@ -57,6 +59,7 @@ class GANConfig:
         check(self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
         check(self.cond_d in ("projection", "concat"), f"cond_d must be projection or concat, got '{self.cond_d}'")
         check(self.pac >= 1, f"pac must be >= 1, got {self.pac}")
+        check(0 < self.top_k <= 1, f"top_k must be in (0, 1], got {self.top_k}")
         check(0 <= self.fourier <= 16, f"fourier must be in [0, 16], got {self.fourier}")
         check(0 <= self.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
         check(self.d_lr_ratio > 0 and self.gp >= 0 and self.r1 >= 0 and self.clip > 0 and self.feature_matching >= 0,
@@ -328,6 +331,9 @@ class GAN(GenerativeModel):
             return loss, logs
         fake = self.G(self._z(b, x.device), y)
         fake_logit, f_fake = self.D(self._aug(fake), y)
+        if c.top_k < 1:  # Sinha et al. 2020: the worst-scored fakes' gradients push them away from the modes
+            share = max(c.top_k, 0.99 ** (step / 50))
+            fake_logit = fake_logit.topk(max(1, round(share * len(fake_logit)))).values
         loss = g_loss(c.loss, fake_logit)
         logs = {"loss": loss}
         if c.feature_matching > 0:
@@ -339,7 +345,50 @@ class GAN(GenerativeModel):
         return loss, logs
 
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = None, labels=None, prompt: str | None = None) -> torch.Tensor:
+    def sample(self, n: int, *, seed: int | None = None, labels=None, prompt: str | None = None,
+               drs: float | None = None) -> torch.Tensor:
+        """(n, *shape) samples G(z); with `drs` (a percentile in [0, 100)), discriminator rejection sampling."""
         labels = self.check_conditioning(n, labels, prompt)
-        z = torch.randn(n, self.config.latent_dim, generator=generator(seed)).to(self.device)
+        g = generator(seed)
+        if drs is not None:
+            return self._sample_drs(n, drs, g, labels)
+        z = torch.randn(n, self.config.latent_dim, generator=g).to(self.device)
         return self.G(z, labels).reshape(n, *self.spec.shape)
+
+    def _sample_drs(self, n: int, percentile: float, g: torch.Generator, labels, burn_in: int = 10_000,
+                    chunk: int = 1000) -> torch.Tensor:
+        """Discriminator rejection sampling (Azadi et al. 2019): keep G(z) with probability sigmoid(F),
+        F = d - d_max - log(1 - exp(d - d_max - eps)) - gamma on D's logits d, d_max their maximum so far and
+        gamma the `percentile` of F over `burn_in` candidates (the paper: 10,000 and the 80th or 95th)."""
+        if labels is not None:
+            raise GenlabError("drs is for unconditional GANs; sample a conditional GAN without --drs")
+        if not 0 <= percentile < 100:
+            raise GenlabError(f"drs is a percentile in [0, 100), got {percentile}")
+
+        def draw(m: int) -> tuple[torch.Tensor, torch.Tensor]:  # D sees generator-sized batches (minibatch std)
+            z = torch.randn(m, self.config.latent_dim, generator=g).to(self.device)
+            xs = [self.G(zb) for zb in z.split(chunk)]
+            return torch.cat(xs), torch.cat([self.D(self._flat(x))[0] for x in xs])
+
+        x, d = draw(burn_in)  # the burn-in candidates are kept or rejected like the rest
+        d_max = d.max()
+        gamma = torch.quantile(drs_score(d, d_max), percentile / 100)
+        kept, total, tries = [], 0, 0
+        while total < n:
+            if tries:
+                x, d = draw(chunk)
+                d_max = torch.maximum(d_max, d.max())
+            accept = torch.rand(len(d), generator=g).to(self.device) < torch.sigmoid(drs_score(d, d_max) - gamma)
+            kept.append(x[accept])
+            total += int(accept.sum())
+            tries += len(d)
+            if tries >= 100 * n + burn_in and total < n:
+                raise GenlabError(f"drs kept {total} of {tries} candidates; lower the percentile (got {percentile})")
+        return torch.cat(kept)[:n].reshape(n, *self.spec.shape)
+
+
+def drs_score(d: torch.Tensor, d_max: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """DRS's F(x) before the gamma shift: logit(exp(d - d_max - eps)), so sigmoid(F) = exp(d - d_max - eps), the
+    exact rejection-sampling acceptance p_data / (M p_g) when D is optimal (d = log p_data / p_g)."""
+    a = d - d_max - eps
+    return a - torch.log(-torch.expm1(a))
