@@ -53,8 +53,9 @@ def main() -> None:
     ap.add_argument("--opts", type=json.loads, default={}, help='more model options as JSON, e.g. \'{"r1": 0.1}\'')
     ap.add_argument("--train", type=json.loads, default={}, help='more training options as JSON, e.g. '
                     '\'{"min_lr_ratio": 0.01}\'')
-    ap.add_argument("--drs", type=float, default=None, help="also score samples drawn with discriminator "
-                    "rejection sampling at this percentile (a second row per run)")
+    ap.add_argument("--drs", type=float, nargs="*", default=[], help="also score samples drawn with discriminator "
+                    "rejection sampling at these percentiles (one more row per run and percentile)")
+    ap.add_argument("--reuse", action="store_true", help="score the runs already in --out instead of training")
     ap.add_argument("--report", type=Path, nargs="+", default=None, help="only print the table of these logs")
     args = ap.parse_args()
     if args.report:
@@ -66,28 +67,35 @@ def main() -> None:
         for setting in args.settings:
             for seed in range(args.start_seed, args.start_seed + args.seeds):
                 run = args.out / f"{name}-{setting.replace(' ', '')}-{seed}"
-                shutil.rmtree(run, ignore_errors=True)
-                torch.manual_seed(seed)
                 opts, lr, share = SETTINGS[setting]
-                model = genlab.create("gan", data, **{"latent_dim": 2, **opts, **args.opts})
                 steps = round(args.steps * share)
+                kw = {"batch_size": 256, "lr": lr, "schedule": "cosine", "seed": seed, **args.train}
                 t0 = time.perf_counter()
-                genlab.train(model, data, steps=steps, out=run, batch_size=256, lr=lr, schedule="cosine",
-                             seed=seed, progress=False, **args.train)
+                if not args.reuse:
+                    shutil.rmtree(run, ignore_errors=True)
+                    torch.manual_seed(seed)
+                    model = genlab.create("gan", data, **{"latent_dim": 2, **opts, **args.opts})
+                    genlab.train(model, data, steps=steps, out=run, progress=False, **kw)
+                else:  # the run must hold this setting; its training time is its last logged time
+                    config = json.loads((run / "config.json").read_text())["config"]
+                    wrong = {k: v for k, v in {**opts, **args.opts}.items() if config.get(k) != v}
+                    if wrong:
+                        raise SystemExit(f"{run} was trained with other options than {wrong}")
+                    t0 -= json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["time"]
                 seconds = round(time.perf_counter() - t0, 1)
                 trained = genlab.load(run)
                 x = trained.sample(args.n, seed=1000 + seed)
                 label = setting + "".join(f" {json.dumps(o)}" for o in (args.opts, args.train) if o)
-                for drs in (None, args.drs) if args.drs is not None else (None,):
+                for drs in (None, *args.drs):
                     s = x if drs is None else trained.sample(args.n, seed=1000 + seed, drs=drs)
-                    m = mode_metrics(torch.as_tensor(model.spec.to_original(s)), name)
+                    m = mode_metrics(torch.as_tensor(trained.spec.to_original(s)), name)
                     rows.append({"data": name, "setting": label + (f" + DRS {drs:g}" if drs is not None else ""),
-                                 "seed": seed, "iterations": steps, "lr": lr, "modes": m["modes"],
+                                 "seed": seed, "iterations": steps, "lr": kw["lr"], "modes": m["modes"],
                                  "high_quality": m["high_quality"], "seconds": seconds})
                     print(json.dumps(rows[-1]), flush=True)
                     if seed == 0 and args.figures:
                         stem = f"{name}_{run.name.split('-', 1)[1][:-2]}" + ("_drs" if drs is not None else "")
-                        save_scatter(s, model.spec, args.figures / f"{stem}.png", reference=data.x[: args.n],
+                        save_scatter(s, trained.spec, args.figures / f"{stem}.png", reference=data.x[: args.n],
                                      title=f"{rows[-1]['setting']}, seed 0")
     table(rows)
 
@@ -96,8 +104,8 @@ def table(rows: list[dict]) -> None:
     print("\n| data | setting | iterations | seeds | modes (mean, min) | high quality (mean, min) |\n"
           "|---|---|---|---|---|---|")
     for name in dict.fromkeys(r["data"] for r in rows):
-        for setting in dict.fromkeys(r["setting"] for r in rows if r["data"] == name):
-            r = [x for x in rows if x["data"] == name and x["setting"] == setting]
+        for setting, its in dict.fromkeys((r["setting"], r["iterations"]) for r in rows if r["data"] == name):
+            r = [x for x in rows if x["data"] == name and x["setting"] == setting and x["iterations"] == its]
             modes, hq = [x["modes"] for x in r], [x["high_quality"] for x in r]
             print(f"| {name} | {setting} | {r[0]['iterations']} | {len(r)} | {sum(modes) / len(r):.1f} "
                   f"({min(modes)}) | {100 * sum(hq) / len(r):.1f}% ({100 * min(hq):.1f}%) |")

@@ -306,8 +306,9 @@ def eval_cmd(
         print(f"features: {result['extractor']['name']} (sha256 {result['extractor']['sha256'][:16]}...)")
     if "sampling" in result:
         s = result["sampling"]
-        print(f"sampling: {s['n']} samples at {s['samples_per_s']} samples/s, {s['nfe_per_sample']} network "
-              "evaluation(s) per sample")
+        cost = (f"{s['candidates_per_sample']} generator + discriminator candidates per kept sample (drs)"
+                if "candidates_per_sample" in s else f"{s['nfe_per_sample']} network evaluation(s) per sample")
+        print(f"sampling: {s['n']} samples at {s['samples_per_s']} samples/s, {cost}")
 
 
 @app.command()

@@ -217,7 +217,8 @@ def test_drs_from_the_cli(tmp_path, cli):
     code, _, err = cli("eval", tmp_path / "run", "--metrics", "modes", "--n", "500", "--drs", "80",
                        "--json", tmp_path / "e.json")
     assert code == 0, err
-    assert json.loads((tmp_path / "e.json").read_text())["sampling"]["drs"] == 80
+    sampling = json.loads((tmp_path / "e.json").read_text())["sampling"]
+    assert sampling["drs"] == 80 and sampling["candidates_per_sample"] >= 10_000 / 500  # the burn-in alone
     for drs in ([], ["--drs", "80"]):
         code, _, err = cli("sample", tmp_path / "run", *drs, "--n", "100", "--out", tmp_path / f"{len(drs)}.npz")
         assert code == 0, err

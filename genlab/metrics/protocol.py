@@ -226,6 +226,8 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
         x, labels, secs = draw_samples(model, n_samples, seed=seed, **(sample_opts or {}))
         result["sampling"] = {"n": n_samples, "seconds": round(secs, 2), "samples_per_s": round(n_samples / secs, 1),
                               "nfe_per_sample": getattr(model, "nfe_per_sample", 1), **(sample_opts or {})}
+        if (sample_opts or {}).get("drs") is not None:  # GAN rejection sampling: candidates drawn per kept sample
+            result["sampling"]["candidates_per_sample"] = round(model.drs_candidates / n_samples, 2)
         res = evaluate_samples(x, data["name"], sample_metrics, labels=labels, extractor=extractor,
                                opts=data.get("opts"), device=dev)
         result["metrics"].update(res.pop("metrics"))

@@ -384,6 +384,7 @@ class GAN(GenerativeModel):
             tries += len(d)
             if tries >= 100 * n + burn_in and total < n:
                 raise GenlabError(f"drs kept {total} of {tries} candidates; lower the percentile (got {percentile})")
+        self.drs_candidates = tries  # G and D evaluations spent, burn-in included (reported by eval)
         return torch.cat(kept)[:n].reshape(n, *self.spec.shape)
 
 
