@@ -140,8 +140,8 @@ def train(
         print(f"trained {kind} for {run.step} steps ({loss}{run.seconds:.0f} s); run directory: {run.path}")
 
 
-DRS_HELP = ("gan: discriminator rejection sampling, gamma at this percentile of F in [0, 100) (Azadi et al. "
-            "2019 use 80; higher keeps fewer samples)")
+DRS_HELP = ("gan: discriminator rejection sampling (Azadi et al. 2019) with gamma at this percentile of F, "
+            "in [0, 100), e.g. 80 or 95; higher keeps fewer samples")
 
 
 def _check_sample_options(model, opts: dict) -> None:

@@ -133,8 +133,10 @@ def test_gan_bad_inputs():
         genlab.create("gan", vector_spec(), pac=3)(torch.randn(8, 2), None)
     with pytest.raises(GenlabError, match=r"drs is a percentile in \[0, 100\)"):
         genlab.create("gan", vector_spec()).sample(4, drs=100)
-    with pytest.raises(GenlabError, match="drs is for unconditional GANs"):
+    with pytest.raises(GenlabError, match="drs needs an unconditional GAN with pac=1"):
         genlab.create("gan", vector_spec(classes=3), conditional=True).sample(4, drs=80)
+    with pytest.raises(GenlabError, match="drs needs an unconditional GAN with pac=1"):
+        genlab.create("gan", vector_spec(), pac=2).sample(4, drs=80)
     with pytest.raises(GenlabError, match="fourier features are for the MLP discriminator"):
         genlab.create("gan", genlab.load_dataset("digits").spec, fourier=4)
 

@@ -359,13 +359,14 @@ class GAN(GenerativeModel):
                     chunk: int = 1000) -> torch.Tensor:
         """Discriminator rejection sampling (Azadi et al. 2019): keep G(z) with probability sigmoid(F),
         F = d - d_max - log(1 - exp(d - d_max - eps)) - gamma on D's logits d, d_max their maximum so far and
-        gamma the `percentile` of F over `burn_in` candidates (the paper: 10,000 and the 80th or 95th)."""
-        if labels is not None:
-            raise GenlabError("drs is for unconditional GANs; sample a conditional GAN without --drs")
+        gamma the `percentile` of F over `burn_in` candidates (a high percentile raises quality, keeps fewer)."""
+        if labels is not None or self.config.pac > 1:
+            raise GenlabError("drs needs an unconditional GAN with pac=1 (D must score single samples); "
+                              "sample this one without --drs")
         if not 0 <= percentile < 100:
             raise GenlabError(f"drs is a percentile in [0, 100), got {percentile}")
 
-        def draw(m: int) -> tuple[torch.Tensor, torch.Tensor]:  # D sees generator-sized batches (minibatch std)
+        def draw(m: int) -> tuple[torch.Tensor, torch.Tensor]:  # D scores chunks: minibatch std needs a batch
             z = torch.randn(m, self.config.latent_dim, generator=g).to(self.device)
             xs = [self.G(zb) for zb in z.split(chunk)]
             return torch.cat(xs), torch.cat([self.D(self._flat(x))[0] for x in xs])
