@@ -8,6 +8,9 @@ to 10%, EMA of G; the learning rate per loss as listed in SETTINGS. Run by hand 
     python benchmarks/gan_modes.py --data gaussians25 --seeds 5 --steps 2500 --figures docs/img/gan_modes \
         > runs/gan_modes_gaussians25.log
     python benchmarks/gan_modes.py --report runs/gan_modes_*.log    # one table from the JSON lines of both
+
+--drs 80 95 adds rows for the same runs sampled with discriminator rejection sampling; --reuse scores runs
+already in --out instead of training them; --opts / --train add model / training options (JSON).
 """
 
 from __future__ import annotations
