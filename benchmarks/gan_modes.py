@@ -80,8 +80,9 @@ def main() -> None:
                     model = genlab.create("gan", data, **{"latent_dim": 2, **opts, **args.opts})
                     genlab.train(model, data, steps=steps, out=run, progress=False, **kw)
                 else:  # the run must hold this setting; its training time is its last logged time
-                    config = json.loads((run / "config.json").read_text())["config"]
-                    wrong = {k: v for k, v in {**opts, **args.opts}.items() if config.get(k) != v}
+                    meta = json.loads((run / "config.json").read_text())
+                    wrong = {k: v for k, v in {**opts, **args.opts}.items() if meta["config"].get(k) != v}
+                    wrong |= {k: v for k, v in kw.items() if meta["train"].get(k) != v}
                     if wrong:
                         raise SystemExit(f"{run} was trained with other options than {wrong}")
                     t0 -= json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["time"]
