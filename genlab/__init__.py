@@ -29,10 +29,10 @@ def __getattr__(name: str):
         from .models import load_model
 
         return load_model
-    if name == "train":  # the callable package genlab.train (see genlab/train/__init__.py)
-        import importlib
+    if name == "train":
+        from .training import train
 
-        return importlib.import_module(".train", __name__)
+        return train
     if name == "evaluate":
         from .metrics.protocol import evaluate
 

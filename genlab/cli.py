@@ -101,10 +101,10 @@ def train(
     import torch
 
     from .data import load_dataset, parse_name
+    from .io import read_json
     from .models import create
-    from .models.base import read_json
-    from .train.trainer import is_run
-    from .train.trainer import train as run_training
+    from .training.trainer import is_run
+    from .training.trainer import train as run_training
 
     sec = _train_sections(config, sets)
     cli_train = {k: v for k, v in (("batch_size", batch_size), ("lr", lr), ("seed", seed), ("device", device))
@@ -161,7 +161,7 @@ def _inpaint(model, run: Path, source: str, mask_name: str, n: int, seed: int, l
     import torch
 
     from .apps.inpaint import load_inputs, make_mask
-    from .models.base import read_json
+    from .io import read_json
 
     if "inpaint" not in model.capabilities:
         model.inpaint(None, None)  # the capability error, naming the kinds that have it
@@ -202,13 +202,12 @@ def sample(
     """Draw samples from a trained model and write them as a picture or arrays, in original units.
     With --inpaint, fill the masked part of given images instead (rows: input with the hole, result); with
     --translate (cyclegan), translate given images (rows: input, translation)."""
-    import numpy as np
     import torch
 
+    from .io import write_csv, write_npz
     from .models import load_model
     from .report.images import save_samples
-    from .train.checkpoint import atomic_write_bytes
-    from .train.trainer import resolve_device
+    from .training.trainer import resolve_device
 
     if n < 1:
         raise GenlabError(f"--n must be >= 1, got {n}")
@@ -244,20 +243,13 @@ def sample(
             raise GenlabError(f"{model.spec.kind} data of {model.spec.dims} dims has no picture; "
                               "use --out FILE.npz or FILE.csv")
     elif suffix == ".npz":
-        import io
-
-        buf = io.BytesIO()
         orig = model.spec.to_original(x)
-        arrays = orig if isinstance(orig, dict) else {"x": orig}
-        np.savez(buf, **{k: v.astype(str) if v.dtype == object else v for k, v in arrays.items()})
-        atomic_write_bytes(out, buf.getvalue())
+        write_npz(out, orig if isinstance(orig, dict) else {"x": orig})
     elif suffix == ".csv":
         orig = model.spec.to_original(x)
         if not isinstance(orig, dict) and orig.ndim != 2:
             raise GenlabError("images cannot be written as CSV; use --out FILE.png or FILE.npz")
-        cols = orig if isinstance(orig, dict) else {f"x{i}": orig[:, i] for i in range(orig.shape[1])}
-        lines = [",".join(cols)] + [",".join(str(cols[c][i]) for c in cols) for i in range(n)]
-        atomic_write_bytes(out, ("\n".join(lines) + "\n").encode())
+        write_csv(out, orig if isinstance(orig, dict) else {f"x{i}": orig[:, i] for i in range(orig.shape[1])})
     else:
         raise GenlabError(f"unknown output type '{out.suffix}': use .png, .npz or .csv")
     print(f"wrote {n} samples to {out}")
@@ -282,8 +274,8 @@ def eval_cmd(
     """Evaluate a run on its test split with the protocol's metrics; writes RUN/eval.json and prints a table."""
     from rich.table import Table
 
+    from .io import atomic_write_json
     from .metrics.protocol import evaluate, summary_rows
-    from .train.checkpoint import atomic_write_json
 
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     opts = {k_: v for k_, v in (("sampler", sampler), ("steps", steps), ("guidance", guidance), ("drs", drs))
@@ -318,7 +310,7 @@ def report(run: Path = typer.Argument(..., help="run directory"),
     """Write a self-contained HTML report of a run: config, curves, samples over training, figures, metrics."""
     from .report.figures import model_figures
     from .report.html import write_report
-    from .train.trainer import is_run
+    from .training.trainer import is_run
 
     if not is_run(run):
         raise GenlabError(f"{run} is not a genlab run (no config.json and metrics.jsonl)")
@@ -353,8 +345,8 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out"),
     from .models import create
     from .report.figures import model_figures
     from .report.html import write_report
-    from .train.trainer import is_run
-    from .train.trainer import train as run_training
+    from .training.trainer import is_run
+    from .training.trainer import train as run_training
 
     if out.exists():
         if not is_run(out):

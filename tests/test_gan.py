@@ -92,7 +92,7 @@ def test_wgan_clips_weights_and_ttur_scales_the_d_lr(tmp_path):
     model = genlab.create("gan", data, loss="wgan", clip=0.01, hidden=(16,), d_lr_ratio=4.0)
     genlab.train(model, data, steps=3, out=tmp_path / "run", batch_size=32, progress=False, lr=1e-3)
     assert max(p.abs().max().item() for p in model.D.parameters()) <= 0.01 + 1e-9
-    from genlab.train.trainer import TrainConfig, Trainer
+    from genlab.training.trainer import TrainConfig, Trainer
 
     tr = Trainer(model, data, TrainConfig(steps=1, lr=1e-3, warmup_steps=0, schedule="constant"), tmp_path / "r2",
                  {"name": "gaussians8"}, resume=False)

@@ -152,9 +152,9 @@ def test_tensorboard_logging(digits, tmp_path):
 def test_public_api_names_stay_callable_after_submodule_imports():
     import importlib
 
-    import genlab.cli  # noqa: F401 (imports genlab.train and genlab.metrics.protocol)
+    import genlab.cli  # noqa: F401 (imports genlab.training and genlab.metrics.protocol)
 
-    importlib.import_module("genlab.train.trainer")
+    importlib.import_module("genlab.training.trainer")
     for name in ("load_dataset", "create", "train", "load", "evaluate"):
         assert callable(getattr(genlab, name)), name
     assert callable(genlab.evaluate) and callable(genlab.train)  # twice: __getattr__ results must not be shadowed

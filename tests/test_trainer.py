@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 import genlab
 from genlab.errors import GenlabError, TrainingDiverged
-from genlab.train.trainer import EMA, TrainConfig, Trainer
+from genlab.training.trainer import EMA, TrainConfig, Trainer
 
 from .conftest import PY, ROOT
 
@@ -122,7 +122,7 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
     model = genlab.create("ae", data.spec, arch="mlp", hidden=(16,))
     genlab.train(model, data, steps=20, batch_size=64, progress=False, out=tmp_path / "r", checkpoint_every=10)
     good = load_file(str(tmp_path / "r" / "model.safetensors"))
-    from genlab.train.checkpoint import read_checkpoint
+    from genlab.training.checkpoint import read_checkpoint
 
     ck = read_checkpoint(tmp_path / "r" / "checkpoint")
     # resume with a model whose first layer blows up, so the very next loss is not finite

@@ -188,7 +188,7 @@ def download_idx(name: str, dest: Path | None = None) -> Path:
             raise GenlabError(f"could not download {name} ({e}); {idx_howto(name)}") from None
         if hashlib.md5(blob).hexdigest() != md5:
             raise GenlabError(f"checksum mismatch for {stem}.gz from {base}; nothing was written, try again later")
-        from ..train.checkpoint import atomic_write_bytes
+        from ..io import atomic_write_bytes
 
         atomic_write_bytes(target, blob)
     return dest

@@ -8,7 +8,6 @@ Inception-v3 (pytorch-fid-compatible weights from a local file) goes through the
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import GenlabError
+from ..io import file_sha256
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -89,13 +89,9 @@ class Extractor(nn.Module):
         return torch.cat(feats), (torch.cat(probs) if probs else None)
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def save_extractor(net: ClassifierNet, path: Path, meta: dict) -> str:
     """Weights + the metadata needed to rebuild the net, in one safetensors file; returns its sha256."""
-    from ..train.checkpoint import save_tensors
+    from ..io import save_tensors
 
     path.parent.mkdir(parents=True, exist_ok=True)
     save_tensors(net.state_dict(), path, metadata={"genlab_extractor": json.dumps(meta)})

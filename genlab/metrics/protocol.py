@@ -58,7 +58,7 @@ def reference_features(dataset: str, split: str, extractor=None, opts: dict | No
     feats, probs = extractor.run(data.x)
     import io
 
-    from ..train.checkpoint import atomic_write_bytes
+    from ..io import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez(buf, features=feats.numpy(), **({"probs": probs.numpy()} if probs is not None else {}))
@@ -194,9 +194,9 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
     or the test split's size if smaller), and also the number of test examples scored for nll (default all);
     k: importance samples of the IWAE bound; sample_opts: passed to model.sample (sampler, steps, guidance, drs)."""
     from ..data import load_dataset
+    from ..io import read_json
     from ..models import load_model
-    from ..models.base import read_json
-    from ..train.trainer import resolve_device
+    from ..training.trainer import resolve_device
 
     run = Path(run)
     if not (run / "config.json").is_file():
@@ -236,7 +236,7 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
         result["metrics"]["nll"] = likelihood(model, test, k=k, n=n)
     result["seconds"] = round(time.perf_counter() - t0, 2)
     if write:
-        from ..train.checkpoint import atomic_write_json
+        from ..io import atomic_write_json
 
         atomic_write_json(run / "eval.json", result)
     return result

@@ -9,8 +9,9 @@ from typing import Any
 from ..config import from_dict
 from ..data.spec import DataSpec
 from ..errors import GenlabError
+from ..io import read_json
 from .autoencoder import Autoencoder, DenoisingAutoencoder
-from .base import CAPABILITIES, GenerativeModel, read_json
+from .base import CAPABILITIES, GenerativeModel
 from .cyclegan import CycleGAN
 from .diffusion import DDPM
 from .gan import GAN
@@ -52,7 +53,7 @@ def available() -> list[dict[str, Any]]:
 
 def load_model(directory: str | Path, weights: str = "auto", device: str = "cpu") -> GenerativeModel:
     """Rebuild a saved model: config.json + model.safetensors (or ema.safetensors)."""
-    from ..train.checkpoint import load_tensors
+    from ..io import load_tensors
 
     d = Path(directory)
     if not (d / "config.json").is_file() or not (d / "model.safetensors").is_file():

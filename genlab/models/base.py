@@ -10,7 +10,6 @@ overrides them; asking another family for one raises a CapabilityError naming th
 
 from __future__ import annotations
 
-import json
 from abc import ABCMeta, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -163,7 +162,7 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
 
     def save(self, directory: str | Path, ema_state: dict[str, torch.Tensor] | None = None) -> Path:
         """Write config.json + model.safetensors (+ ema.safetensors), each atomically."""
-        from ..train.checkpoint import atomic_save_tensors, atomic_write_json
+        from ..io import atomic_save_tensors, atomic_write_json
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
@@ -172,10 +171,3 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         if ema_state is not None:
             atomic_save_tensors(ema_state, d / "ema.safetensors")
         return d
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise GenlabError(f"cannot read {path} ({e}); the run may be corrupt") from None

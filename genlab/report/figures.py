@@ -13,8 +13,8 @@ from .images import save_grid
 def model_figures(run: str | Path, n: int = 10, seed: int = 0) -> list[Path]:
     """Write RUN/figures/*.png for every picture the run's model supports (images only); return the paths."""
     from ..data import load_dataset
+    from ..io import read_json
     from ..models import load_model
-    from ..models.base import read_json
 
     run = Path(run)
     model = load_model(run)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GenlabError
-from ..train.checkpoint import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>genlab report: {{ title }}</title>
@@ -98,7 +98,7 @@ def write_report(run: str | Path, out: str | Path | None = None) -> Path:
     import jinja2
 
     from ..metrics.protocol import summary_rows
-    from ..train.trainer import Run, is_run
+    from ..training.trainer import Run, is_run
 
     run = Path(run)
     if not is_run(run):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..data.spec import DataSpec
-from ..train.checkpoint import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 
 def grid_array(x: torch.Tensor, spec: DataSpec, nrow: int | None = None, pad: int = 2) -> np.ndarray:

@@ -25,9 +25,9 @@ from torch import nn
 from ..config import check, from_dict, to_dict
 from ..data.dataset import GenDataset
 from ..errors import GenlabError, TrainingDiverged
+from ..io import atomic_write_bytes, atomic_write_json
 from ..models.base import GenerativeModel
 from .checkpoint import (
-    atomic_write_json,
     checkpoint_dir,
     read_checkpoint,
     rng_state,
@@ -297,8 +297,6 @@ class Trainer:
             f = self.run / "metrics.jsonl"
             if f.is_file():
                 keep = [ln for ln in f.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
-                from .checkpoint import atomic_write_bytes
-
                 atomic_write_bytes(f, ("\n".join(keep) + "\n" if keep else "").encode())
 
     # ---- samples and diagnostics, on the main process, never touching the training RNG streams
