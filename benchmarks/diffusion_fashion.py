@@ -29,10 +29,11 @@ GUIDANCE = (0.0, 1.0, 2.0, 4.0, 8.0)
 def sample_rows(model, n: int, seed: int, rows, figures: Path | None, tag: str, **fixed):
     out = []
     for opts in rows:
-        x, labels, secs = draw_samples(model, n, seed=seed, batch_size=250, **opts, **fixed)
+        s = draw_samples(model, n, seed=seed, batch_size=250, **opts, **fixed)
+        x, labels, secs = s.x, s.labels, s.cost.seconds
         metrics = ["fid", "kid", "pr"] + (["cls_acc"] if labels is not None else [])
         res = evaluate_samples(x, model.spec.name, metrics, labels=labels)["metrics"]
-        row = {**opts, "n": n, "samples_per_s": round(n / secs, 2), "nfe_per_sample": model.nfe_per_sample,
+        row = {**opts, "n": n, "samples_per_s": round(n / secs, 2), "nfe_per_sample": s.cost.nfe,
                **{k: round(v, 4) for k, v in res.items()}}
         out.append(row)
         print(json.dumps(row), flush=True)

@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     model = genlab.load(args.run).to(memory_format=torch.channels_last)
-    fake, _, _ = draw_samples(model, 10_000, seed=0)
+    fake = draw_samples(model, 10_000, seed=0).x
     real = genlab.load_dataset("fashion-mnist", "test").x
     net = extractor_for("fashion-mnist").net
     times = {"genlab cold": [], "genlab warm": [], "torchmetrics": []}

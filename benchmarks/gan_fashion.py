@@ -57,14 +57,15 @@ def main() -> None:
             genlab.train(model, data, minutes=args.minutes, out=run, seed=0, progress=False)
         state = json.loads((run / "checkpoint" / "state.json").read_text())
         model = genlab.load(run)
-        x, labels, _ = draw_samples(model, args.n, seed=0)
+        s = draw_samples(model, args.n, seed=0)
+        x, labels = s.x, s.labels
         rows.append(measure(f"GAN {setting}", x, labels, {"iterations": state["step"],
                                                           "params_G": sum(p.numel() for p in model.G.parameters())}))
         if args.figures:
             save_grid(x[:100], model.spec, args.figures / f"{run.name}.png", nrow=10)
     if args.vae:
         vae = genlab.load(args.vae)
-        x, _, _ = draw_samples(vae, args.n, seed=0)
+        x = draw_samples(vae, args.n, seed=0).x
         rows.append(measure(f"VAE ({args.vae.name}, decoder means)", x, None, {}))
         if args.figures:
             save_grid(x[:100], vae.spec, args.figures / "vae.png", nrow=10)

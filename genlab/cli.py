@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import os
 import sys
 from pathlib import Path
@@ -54,12 +53,14 @@ def models() -> None:
 
     from .models import available
 
-    t = Table(title="genlab models")
-    for col in ("kind", "family", "capabilities", "log_prob", "options (defaults)"):
+    t = Table(title="genlab models (options: --set key=value; sampling options: --opt key=value)")
+    for col in ("kind", "family", "task", "capabilities", "log_prob", "options (defaults)", "sampling options"):
         t.add_column(col)
     for m in available():
         opts = ", ".join(f"{k}={v}" for k, v in m["options"].items())
-        t.add_row(m["kind"], m["family"], ", ".join(m["capabilities"]), m["log_prob"] or "-", opts)
+        sampling = ", ".join(f"{k}={v}" for k, v in m["sample_options"].items()) or "-"
+        t.add_row(m["kind"], m["family"], m["task"], ", ".join(m["capabilities"]), m["log_prob"] or "-", opts,
+                  sampling)
     _console().print(t)
 
 
@@ -101,9 +102,8 @@ def train(
     import torch
 
     from .data import load_dataset, parse_name
-    from .io import read_json
     from .models import create
-    from .training.trainer import is_run
+    from .runs import RunDir
     from .training.trainer import train as run_training
 
     sec = _train_sections(config, sets)
@@ -113,16 +113,16 @@ def train(
     if resume:
         if out is None:
             raise GenlabError("--resume needs --out RUN_DIR, the run to continue")
-        if not is_run(out):
+        rd = RunDir(out)
+        if not rd.is_run:
             raise GenlabError(f"{out} is not a genlab run, nothing to resume; "
                               f"start one with genlab train KIND --out {out}")
-        meta = read_json(out / "config.json")
-        if kind is not None and kind != meta["kind"]:
-            raise GenlabError(f"{out} is a {meta['kind']} run, not {kind}")
-        kind, data_info = meta["kind"], meta["data"]
-        model_cfg = {**meta["config"], **sec["model"]}
+        if kind is not None and kind != rd.kind:
+            raise GenlabError(f"{out} is a {rd.kind} run, not {kind}")
+        kind, data_info = rd.kind, rd.data
+        model_cfg = {**rd.model_config, **sec["model"]}
         budgets = ("steps", "epochs", "minutes")  # the saved budget stands unless a new one is given
-        saved = {k: v for k, v in meta["train"].items() if k not in budgets or (not budget and v is not None)}
+        saved = {k: v for k, v in rd.train_config.items() if k not in budgets or (not budget and v is not None)}
         train_cfg = {**saved, "progress": progress, **sec["train"], **cli_train}
     else:
         if kind is None or data is None:
@@ -140,16 +140,30 @@ def train(
         print(f"trained {kind} for {run.step} steps ({loss}{run.seconds:.0f} s); run directory: {run.path}")
 
 
-DRS_HELP = ("gan: discriminator rejection sampling (Azadi et al. 2019) with gamma at this percentile of F, "
-            "in [0, 100), e.g. 80 or 95; higher keeps fewer samples")
+SAMPLE_OPTS_HELP = "a sampling option of the model's kind, key=value (`genlab models` lists them); repeatable"
 
 
-def _check_sample_options(model, opts: dict) -> None:
-    params = inspect.signature(model.sample).parameters
-    for k, v in opts.items():
-        if v is not None and k not in params:
-            what = "--drs is for GANs" if k == "drs" else "sampler options are for diffusion models"
-            raise GenlabError(f"{model.kind} takes no --{k}: {what}")
+def _shorthand(name: str) -> str:
+    return f"shorthand for --opt {name}=VALUE"
+
+
+def _sample_options(model, opts: list[str], **shorthands) -> dict:
+    """--opt key=value items and shorthand flags (--steps 20) -> the model's sampling options, validated."""
+    from .config import parse_overrides
+    from .models import REGISTRY
+
+    out = parse_overrides(opts, flag="--opt")
+    have = model.sample_option_defaults()
+    for key, value in shorthands.items():
+        if value is None:
+            continue
+        if key not in have:
+            kinds = [k for k, c in REGISTRY.items() if key in c.sample_option_defaults()]
+            raise GenlabError(f"{model.kind} takes no --{key}; --{key} is for "
+                              f"{', '.join(k.upper() + 's' for k in kinds)}")
+        out[key] = value
+    model.sample_options(**out)  # unknown names and bad values: one line
+    return out
 
 
 def _progress() -> bool:
@@ -161,15 +175,14 @@ def _inpaint(model, run: Path, source: str, mask_name: str, n: int, seed: int, l
     import torch
 
     from .apps.inpaint import load_inputs, make_mask
-    from .io import read_json
+    from .runs import RunDir
 
     if "inpaint" not in model.capabilities:
         model.inpaint(None, None)  # the capability error, naming the kinds that have it
-    data = read_json(run / "config.json").get("data") if (run / "config.json").is_file() else None
-    x = load_inputs(source, model.spec, n, data)
+    rd = RunDir(run)
+    x = load_inputs(source, model.spec, n, rd.meta.get("data") if (run / "config.json").is_file() else None)
     m = make_mask(mask_name, model.spec, seed)
-    out = model.inpaint(x, m, seed=seed, labels=label, resample=resample, progress=_progress(),
-                        **opts)
+    out = model.inpaint(x, m, seed=seed, labels=label, resample=resample, progress=_progress(), **opts)
     if model.spec.is_image:
         hole = torch.broadcast_to(m, x.shape) > 0.5
         return torch.cat([torch.where(hole, torch.zeros_like(x), x), out])
@@ -184,11 +197,12 @@ def sample(
     seed: int = typer.Option(0),
     label: int | None = typer.Option(None, help="class label for conditional models"),
     prompt: str | None = typer.Option(None),
-    sampler: str | None = typer.Option(None, help="diffusion: ddpm, ddim or dpm++ (default: the model's)"),
-    steps: int | None = typer.Option(None, help="diffusion: sampling steps, 1..T"),
-    guidance: float | None = typer.Option(None, help="conditional diffusion: 0 uncond., 1 cond., > 1 guided"),
-    eta: float | None = typer.Option(None, help="ddim: 0 deterministic .. 1 ddpm-like"),
-    drs: float | None = typer.Option(None, help=DRS_HELP),
+    opt: list[str] = typer.Option([], "--opt", help=SAMPLE_OPTS_HELP),
+    sampler: str | None = typer.Option(None, help=_shorthand("sampler")),
+    steps: int | None = typer.Option(None, help=_shorthand("steps")),
+    guidance: float | None = typer.Option(None, help=_shorthand("guidance")),
+    eta: float | None = typer.Option(None, help=_shorthand("eta")),
+    drs: float | None = typer.Option(None, help=_shorthand("drs")),
     inpaint: str | None = typer.Option(None, help="fill the --mask region of IMAGE.png, FILE.npz or 'test' "
                                        "(the first --n test images)"),
     mask: str = typer.Option("center", help="with --inpaint: center|left|right|top|bottom|noise or a "
@@ -212,9 +226,7 @@ def sample(
     if n < 1:
         raise GenlabError(f"--n must be >= 1, got {n}")
     model = load_model(run, device=str(resolve_device(device)))
-    opts = {"sampler": sampler, "steps": steps, "guidance": guidance, "eta": eta, "drs": drs}
-    _check_sample_options(model, opts)
-    opts = {k: v for k, v in opts.items() if v is not None}
+    opts = _sample_options(model, opt, sampler=sampler, steps=steps, guidance=guidance, eta=eta, drs=drs)
     if inpaint is not None:
         x = _inpaint(model, run, inpaint, mask, n, seed, label, resample, opts)
     elif translate is not None:
@@ -230,9 +242,7 @@ def sample(
             x_in = load_inputs(translate, model.spec, n)
         x = torch.cat([x_in, model.translate(x_in, direction).cpu()])
     else:
-        if "progress" in inspect.signature(model.sample).parameters:  # long samplers show a progress bar
-            opts["progress"] = _progress()
-        x = model.sample(n, seed=seed, labels=label, prompt=prompt, **opts)
+        x = model.sample(n, seed=seed, labels=label, prompt=prompt, progress=_progress(), **opts)
     ext = "png" if model.spec.is_image or model.spec.dims == 2 else "npz"
     what = "inpaint" if inpaint else "translate" if translate else "sample"
     out = out or run / "samples" / f"{what}_seed{seed}.{ext}"
@@ -265,10 +275,12 @@ def eval_cmd(
     extractor: str | None = typer.Option(None, help="extractor weights FILE, or inception:FILE"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the results here"),
     seed: int = typer.Option(0),
-    sampler: str | None = typer.Option(None, help="diffusion: the sampler to evaluate (default: the model's)"),
-    steps: int | None = typer.Option(None, help="diffusion: sampling steps"),
-    guidance: float | None = typer.Option(None, help="conditional diffusion: guidance weight"),
-    drs: float | None = typer.Option(None, help=DRS_HELP),
+    opt: list[str] = typer.Option([], "--opt", help=SAMPLE_OPTS_HELP),
+    sampler: str | None = typer.Option(None, help=_shorthand("sampler")),
+    steps: int | None = typer.Option(None, help=_shorthand("steps")),
+    guidance: float | None = typer.Option(None, help=_shorthand("guidance")),
+    eta: float | None = typer.Option(None, help=_shorthand("eta")),
+    drs: float | None = typer.Option(None, help=_shorthand("drs")),
     device: str = typer.Option("auto"),
 ) -> None:
     """Evaluate a run on its test split with the protocol's metrics; writes RUN/eval.json and prints a table."""
@@ -276,14 +288,11 @@ def eval_cmd(
 
     from .io import atomic_write_json
     from .metrics.protocol import evaluate, summary_rows
+    from .runs import RunDir
 
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-    opts = {k_: v for k_, v in (("sampler", sampler), ("steps", steps), ("guidance", guidance), ("drs", drs))
-            if v is not None}
-    if opts:
-        from .models import load_model
-
-        _check_sample_options(load_model(run), opts)
+    opts = _sample_options(RunDir.open(run).model(), opt, sampler=sampler, steps=steps, guidance=guidance,
+                           eta=eta, drs=drs)
     result = evaluate(run, metrics=names, n=n, k=k, device=device, extractor=extractor, seed=seed,
                       sample_opts=opts)
     if json_out:
@@ -298,9 +307,13 @@ def eval_cmd(
         print(f"features: {result['extractor']['name']} (sha256 {result['extractor']['sha256'][:16]}...)")
     if "sampling" in result:
         s = result["sampling"]
-        cost = (f"{s['candidates_per_sample']} generator + discriminator candidates per kept sample (drs)"
-                if "candidates_per_sample" in s else f"{s['nfe_per_sample']} network evaluation(s) per sample")
+        cost = f"{s['nfe_per_sample']} network evaluation(s) per sample"
+        if s["candidates_per_sample"] != 1:
+            cost += f", {s['candidates_per_sample']} candidates drawn per kept sample"
         print(f"sampling: {s['n']} samples at {s['samples_per_s']} samples/s, {cost}")
+    if result["dataset"] != result["trained_on"]:
+        print(f"reference: {result['dataset']} test split (the {result['task']} target; trained on "
+              f"{result['trained_on']})")
 
 
 @app.command()
@@ -310,9 +323,9 @@ def report(run: Path = typer.Argument(..., help="run directory"),
     """Write a self-contained HTML report of a run: config, curves, samples over training, figures, metrics."""
     from .report.figures import model_figures
     from .report.html import write_report
-    from .training.trainer import is_run
+    from .runs import RunDir
 
-    if not is_run(run):
+    if not RunDir(run).is_run:
         raise GenlabError(f"{run} is not a genlab run (no config.json and metrics.jsonl)")
     if figures:
         model_figures(run)
@@ -345,11 +358,11 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out"),
     from .models import create
     from .report.figures import model_figures
     from .report.html import write_report
-    from .training.trainer import is_run
+    from .runs import RunDir
     from .training.trainer import train as run_training
 
     if out.exists():
-        if not is_run(out):
+        if not RunDir(out).is_run:
             raise GenlabError(f"{out} exists and is not a genlab run; choose another --out")
         shutil.rmtree(out)  # the demo's own earlier run
     data = load_dataset("mnist5k")

@@ -107,16 +107,16 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
 
 
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+def parse_overrides(items: list[str] | None, flag: str = "--set") -> dict[str, Any]:
     """['beta=4', 'train.lr=1e-3', 'data.size=32'] -> {'beta': 4, 'train.lr': 0.001, 'data.size': 32}."""
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            raise GenlabError(f"--set expects key=value, got '{item}'")
+            raise GenlabError(f"{flag} expects key=value, got '{item}'")
         key, raw = item.split("=", 1)
         key = key.strip()
         if not key:
-            raise GenlabError(f"--set expects key=value, got '{item}'")
+            raise GenlabError(f"{flag} expects key=value, got '{item}'")
         try:
             out[key] = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:

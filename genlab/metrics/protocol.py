@@ -78,7 +78,7 @@ def applicable(spec, model=None) -> list[str]:
     names = ["fid", "kid", "pr", "dc"]
     if spec.is_image:
         names += ["is", "memorization", "sharpness"]
-        if model is not None and getattr(model.config, "conditional", False):
+        if model is not None and model.conditioning == "class":
             names.append("cls_acc")
     if spec.name in MIXTURES:
         names.append("modes")
@@ -172,73 +172,78 @@ def likelihood(model, dataset, k: int = 100, n: int | None = None, batch_size: i
 
 
 @torch.no_grad()
-def draw_samples(model, n: int, seed: int = 0, batch_size: int = 500, **opts):
-    """n samples in batches (balanced labels for conditional models): (samples, labels or None, seconds).
-    opts go to model.sample (e.g. sampler, steps, guidance for diffusion; drs for GANs)."""
-    conditional = getattr(model.config, "conditional", False)
-    labels = torch.arange(n) % model.spec.num_classes if conditional else None
-    if opts.get("drs") is not None:  # one call: GAN rejection sampling burns in once (10,000 candidates)
-        batch_size = n
-    chunks = []
-    t0 = time.perf_counter()
+def draw_samples(model, n: int, seed: int = 0, batch_size: int | None = None, **opts):
+    """n samples in batches (balanced labels for class-conditional models) -> Samples (x on the CPU, labels, the
+    cost per sample over all batches). opts are the model's sampling options (`genlab models` lists them);
+    batch_size defaults to the model's choice for them."""
+    from ..models.base import Cost, Samples
+
+    labels = torch.arange(n) % model.spec.num_classes if model.conditioning == "class" else None
+    batch_size = batch_size or model.sample_batch_size(n, model.sample_options(**opts))
+    chunks, cost = [], Cost(nfe=0.0, candidates=0.0)
     for i, start in enumerate(range(0, n, batch_size)):
         lab = None if labels is None else labels[start:start + batch_size]
-        chunks.append(model.sample(min(batch_size, n - start), seed=seed + i, labels=lab, **opts).cpu())
-    return torch.cat(chunks), labels, time.perf_counter() - t0
+        s = model.generate(min(batch_size, n - start), seed=seed + i, labels=lab, **opts)
+        chunks.append(s.x.cpu())
+        m = len(s.x)
+        cost.nfe += s.cost.nfe * m / n
+        cost.candidates += s.cost.candidates * m / n
+        cost.seconds += s.cost.seconds
+    return Samples(torch.cat(chunks), labels, cost, model.sample_options(**opts))
 
 
 def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None, n: int | None = None,
              k: int = 100, device: str = "auto", extractor: str | None = None, seed: int = 0,
              write: bool = True, sample_opts: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Evaluate a run on its dataset's test split; writes RUN/eval.json. n: samples generated (default 10,000,
-    or the test split's size if smaller), and also the number of test examples scored for nll (default all);
-    k: importance samples of the IWAE bound; sample_opts: passed to model.sample (sampler, steps, guidance, drs)."""
-    from ..data import load_dataset
-    from ..io import read_json
-    from ..models import load_model
+    """Evaluate a run on the test split of the data its samples model (the training data, or a translation's
+    target domain); writes RUN/evals/KEY.json and RUN/eval.json. n: samples generated (default 10,000, or the
+    test split's size if smaller), and also the number of test examples scored for nll (default all);
+    k: importance samples of the IWAE bound; sample_opts: the model's sampling options (sampler, steps, ...)."""
+    from ..runs import RunDir
     from ..training.trainer import resolve_device
 
-    run = Path(run)
-    if not (run / "config.json").is_file():
-        raise GenlabError(f"{run} is not a genlab run (no config.json)")
-    meta = read_json(run / "config.json")
+    rd = RunDir.open(run)
     dev = str(resolve_device(device))
-    model = load_model(run, device=dev)
+    model = rd.model(device=dev)
     if model.spec.is_image:  # NHWC convolutions are about 1.25x faster on CPU (as in training)
         model.to(memory_format=torch.channels_last)
-    data = meta.get("data", {"name": model.spec.name, "opts": {}})
-    test = load_dataset(data["name"], "test", **data.get("opts", {}))
+    sample_opts = dict(sample_opts or {})
+    model.sample_options(**sample_opts)  # a bad option fails before any work
+    data = model.output_data(rd.data)
+    test = rd.dataset("test", data)
     names = list(metrics) if metrics else applicable(model.spec, model)
     check_names(names)
     for m in names:
         if m == "nll" and "log_prob" not in model.capabilities:
             raise GenlabError(f"{model.kind} has no log_prob, so no nll; `genlab models` lists those with it")
-        if m == "cls_acc" and not getattr(model.config, "conditional", False):
+        if m == "cls_acc" and model.conditioning != "class":
             raise GenlabError(f"cls_acc needs a class-conditional model; this {model.kind} is unconditional")
     if n is not None and n < 2:
         raise GenlabError(f"--n must be >= 2 samples, got {n}")
     t0 = time.perf_counter()
-    result: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "run": str(run), "dataset": data["name"],
-                              "split": "test", "metrics": {}}
     sample_metrics = [m for m in names if m != "nll"]
+    n_samples = n or min(10_000, len(test))
+    options = {"n": n_samples if sample_metrics else n, "seed": seed, **sample_opts,
+               "metrics": "+".join(names) if metrics else None, "k": k if "nll" in names else None,
+               "extractor": extractor}
+    result: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "run": str(rd.path), "task": model.task,
+                              "trained_on": rd.data["name"], "dataset": data["name"], "split": "test",
+                              "options": options, "metrics": {}}
     if sample_metrics:
-        n_samples = n or min(10_000, len(test))
-        x, labels, secs = draw_samples(model, n_samples, seed=seed, **(sample_opts or {}))
-        result["sampling"] = {"n": n_samples, "seconds": round(secs, 2), "samples_per_s": round(n_samples / secs, 1),
-                              "nfe_per_sample": getattr(model, "nfe_per_sample", 1), **(sample_opts or {})}
-        if (sample_opts or {}).get("drs") is not None:  # GAN rejection sampling: candidates drawn per kept sample
-            result["sampling"]["candidates_per_sample"] = round(model.drs_candidates / n_samples, 2)
-        res = evaluate_samples(x, data["name"], sample_metrics, labels=labels, extractor=extractor,
+        s = draw_samples(model, n_samples, seed=seed, **sample_opts)
+        result["sampling"] = {"n": n_samples, "seconds": round(s.cost.seconds, 2),
+                              "samples_per_s": round(n_samples / max(s.cost.seconds, 1e-9), 1),
+                              "nfe_per_sample": round(s.cost.nfe, 2),
+                              "candidates_per_sample": round(s.cost.candidates, 2), **sample_opts}
+        res = evaluate_samples(s.x, data["name"], sample_metrics, labels=s.labels, extractor=extractor,
                                opts=data.get("opts"), device=dev)
         result["metrics"].update(res.pop("metrics"))
         result.update(res)
     if "nll" in names:
-        result["metrics"]["nll"] = likelihood(model, test, k=k, n=n)
+        result["metrics"]["nll"] = likelihood(model, rd.dataset("test"), k=k, n=n)
     result["seconds"] = round(time.perf_counter() - t0, 2)
     if write:
-        from ..io import atomic_write_json
-
-        atomic_write_json(run / "eval.json", result)
+        rd.save_eval(result)
     return result
 
 

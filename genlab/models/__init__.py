@@ -41,13 +41,14 @@ def create(kind: str, spec: DataSpec, **config: Any) -> GenerativeModel:
 
 
 def available() -> list[dict[str, Any]]:
-    """Every kind with its family, capabilities and options (name -> default)."""
+    """Every kind with its family, task, capabilities, options and sampling options (name -> default)."""
     out = []
     for kind, cls in REGISTRY.items():
         opts = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
                 for f in dataclasses.fields(cls.Config)}
-        out.append({"kind": kind, "family": cls.family, "capabilities": cls.capability_names(),
-                    "log_prob": cls.log_prob_type or None, "options": opts})
+        out.append({"kind": kind, "family": cls.family, "task": cls.task, "capabilities": cls.capability_names(),
+                    "log_prob": cls.log_prob_type or None, "options": opts,
+                    "sample_options": cls.sample_option_defaults()})
     return out
 
 

@@ -97,13 +97,12 @@ class Autoencoder(LatentModel):
         return self.code_mean, self.code_cov.diagonal().clamp_min(1e-12).sqrt()
 
     @torch.no_grad()
-    def sample(self, n, *, seed=None, labels=None, prompt=None):
-        labels = self.check_conditioning(n, labels, prompt)
+    def _sample(self, n, *, seed, labels, options, progress):
         L = self.config.latent_dim
         eye = torch.eye(L, device=self.device)
         chol = torch.linalg.cholesky(self.code_cov + 1e-5 * eye)
         z = self.code_mean + randn((n, L), generator(seed), self.device) @ chol.T
-        return self.decode(z, labels)
+        return self.decode(z, labels), {}
 
 
 class DenoisingAutoencoder(Autoencoder):

@@ -3,21 +3,28 @@
 Training: the one Trainer reads `phases` — (optimizer name, repeats) run in order each iteration, e.g.
 (("model", 1),) for a VAE, (("discriminator", 5), ("generator", 1)) for a WGAN — builds one optimizer per name
 from `param_groups()`, and calls `forward(x, y, phase, step) -> (loss, logs)`.
-Sampling: `sample(n, seed=..., labels=...)` returns data-space tensors.
+Sampling: `sample(n, seed=..., labels=..., **options)` returns data-space tensors; `generate(...)` returns them
+with their labels and cost (network evaluations, candidates drawn, seconds). Each family declares its sampling
+options as a dataclass (`SampleOptions`), validated like its config, and implements `_sample`.
+Declarations the protocol, the CLI and the reports read instead of option names: `conditioning` (none | class |
+text), `task` (generate | translate) and `output_data` (the dataset its samples are compared with).
 Capabilities (log_prob, encode, decode, reconstruct, interpolate, traverse, inpaint) exist only where a family
 overrides them; asking another family for one raises a CapabilityError naming the kinds that have it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from abc import ABCMeta, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ..config import to_dict
+from ..config import from_dict, to_dict
 from ..data.spec import DataSpec
 from ..errors import CapabilityError, GenlabError
 
@@ -35,10 +42,44 @@ def randn(shape: tuple[int, ...], g: torch.Generator | None, device: torch.devic
     return torch.randn(shape, generator=g).to(device)
 
 
+@dataclass
+class NoSampleOptions:
+    """A family whose sampling takes no options."""
+
+
+@dataclass
+class Cost:
+    """What drawing samples cost: network evaluations per sample, candidates drawn per kept sample, seconds."""
+
+    nfe: float = 1.0
+    candidates: float = 1.0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {"nfe_per_sample": self.nfe, "candidates_per_sample": self.candidates,
+                "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class Samples:
+    """x: (n, *spec.shape) in data space; labels: (n,) or None; options: the resolved sampling options."""
+
+    x: torch.Tensor
+    labels: torch.Tensor | None
+    cost: Cost
+    options: Any = None
+
+
+CONDITIONING = ("none", "class", "text")
+TASKS = ("generate", "translate")
+
+
 class GenerativeModel(nn.Module, metaclass=ABCMeta):
     kind: ClassVar[str]
     family: ClassVar[str]
     Config: ClassVar[type]
+    SampleOptions: ClassVar[type] = NoSampleOptions
+    task: ClassVar[str] = "generate"  # generate: samples from noise | translate: maps given inputs
     log_prob_type: ClassVar[str] = ""  # "exact" or "bound" where log_prob exists
     phases: tuple[tuple[str, int], ...] = (("model", 1),)
 
@@ -89,16 +130,56 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         """Family-specific numbers the Trainer logs now and then on a fixed batch (e.g. VAE active units)."""
         return {}
 
+    # ---- declarations
+    @property
+    def conditioning(self) -> str:
+        """What samples can be conditioned on: none | class | text."""
+        return "class" if getattr(self.config, "conditional", False) else "none"
+
+    def output_data(self, trained_on: dict[str, Any]) -> dict[str, Any]:
+        """The dataset ({"name", "opts"}) whose splits the samples are compared with: the training data, unless
+        the model maps it elsewhere (a translation's target domain)."""
+        return trained_on
+
     # ---- sampling
-    @abstractmethod
-    def sample(self, n: int, *, seed: int | None = None, labels=None, prompt: str | None = None, **opts):
+    @classmethod
+    def sample_option_defaults(cls) -> dict[str, Any]:
+        return {f.name: f.default for f in dataclasses.fields(cls.SampleOptions)}
+
+    def sample_options(self, **opts: Any) -> Any:
+        """The family's SampleOptions from keyword options (unknown names and bad values: a one-line error)."""
+        return from_dict(self.SampleOptions, opts, where=f"{self.kind} sampling")
+
+    def sample_batch_size(self, n: int, options: Any) -> int:
+        """How many of n samples to draw per call when drawing many (e.g. for evaluation)."""
+        return min(n, 500)
+
+    def generate(self, n: int, *, seed: int | None = None, labels=None, prompt: str | None = None,
+                 progress: bool = False, **opts: Any) -> Samples:
+        """n samples with their labels and cost; options are the family's SampleOptions fields."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise GenlabError(f"the number of samples must be an integer >= 1, got {n!r}")
+        options = self.sample_options(**opts)
+        labels = self.check_conditioning(n, labels, prompt)
+        t0 = time.perf_counter()
+        x, cost = self._sample(n, seed=seed, labels=labels, options=options, progress=progress)
+        return Samples(x, labels, Cost(**cost, seconds=time.perf_counter() - t0), options)
+
+    def sample(self, n: int, *, seed: int | None = None, labels=None, prompt: str | None = None,
+               progress: bool = False, **opts: Any) -> torch.Tensor:
         """(n, *spec.shape) samples in data space; the same seed gives the same samples."""
+        return self.generate(n, seed=seed, labels=labels, prompt=prompt, progress=progress, **opts).x
+
+    @abstractmethod
+    def _sample(self, n: int, *, seed: int | None, labels: torch.Tensor | None, options: Any,
+                progress: bool) -> tuple[torch.Tensor, dict[str, float]]:
+        """(samples, cost) for validated labels and options; cost: {"nfe": ..., "candidates": ...} per sample."""
 
     def check_conditioning(self, n: int, labels, prompt: str | None) -> torch.Tensor | None:
         """Validate sampling conditions; labels -> (n,) long tensor on the model's device, or None."""
-        if prompt is not None:
+        if prompt is not None and self.conditioning != "text":
             raise GenlabError(f"{self.kind} takes no text prompt; prompts need a text-conditioned model")
-        conditional = getattr(self.config, "conditional", False)
+        conditional = self.conditioning == "class"
         if labels is None:
             if not conditional:
                 return None

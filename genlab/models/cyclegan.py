@@ -81,6 +81,7 @@ class CycleGAN(GenerativeModel):
     kind = "cyclegan"
     family = "gan"
     Config = CycleGANConfig
+    task = "translate"
     phases = (("discriminator", 1), ("generator", 1))
 
     def __init__(self, spec, config: CycleGANConfig):
@@ -144,13 +145,15 @@ class CycleGAN(GenerativeModel):
             raise GenlabError(f"images of shape {tuple(x.shape[1:])} do not fit this model's {tuple(self.spec.shape)}")
         return (self.G_ab if direction == "ab" else self.G_ba)(x.to(self.device))
 
+    def output_data(self, trained_on: dict[str, Any]) -> dict[str, Any]:
+        return {"name": self.config.target, "opts": {}}
+
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = None, labels=None, prompt: str | None = None) -> torch.Tensor:
+    def _sample(self, n, *, seed, labels, options, progress):
         """Translations to domain B of n domain-A test images (seeded choice): a CycleGAN maps, it does not
         sample from noise."""
         from ..data import load_dataset
 
-        self.check_conditioning(n, labels, prompt)
         a = load_dataset(self.spec.name, "test").x
         g = torch.Generator().manual_seed(seed if seed is not None else 0)
-        return self.translate(a[torch.randperm(len(a), generator=g)[:n]])
+        return self.translate(a[torch.randperm(len(a), generator=g)[:n]]), {}

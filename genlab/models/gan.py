@@ -12,6 +12,7 @@ then ("generator", 1) per iteration, each repeat on a fresh batch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,15 @@ class GANConfig:
     @property
     def critic_steps(self) -> int:
         return self.n_critic or (5 if self.loss in ("wgan", "wgan-gp") else 1)
+
+
+@dataclass
+class GANSampleOptions:
+    drs: float | None = None  # discriminator rejection sampling (Azadi et al. 2019): gamma at this percentile of F
+
+    def __post_init__(self):
+        check(self.drs is None or (math.isfinite(self.drs) and 0 <= self.drs < 100),
+              f"drs is a percentile in [0, 100), got {self.drs}")
 
 
 # ---- the losses on D's logits: (D loss, G loss) pieces, each a mean over the batch
@@ -263,6 +273,7 @@ class GAN(GenerativeModel):
     kind = "gan"
     family = "gan"
     Config = GANConfig
+    SampleOptions = GANSampleOptions
 
     def __init__(self, spec, config: GANConfig):
         super().__init__(spec, config)
@@ -344,27 +355,27 @@ class GAN(GenerativeModel):
             logs["feature_matching"] = fm
         return loss, logs
 
+    def sample_batch_size(self, n: int, options: GANSampleOptions) -> int:
+        return n if options.drs is not None else super().sample_batch_size(n, options)  # DRS burns in per call
+
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = None, labels=None, prompt: str | None = None,
-               drs: float | None = None) -> torch.Tensor:
+    def _sample(self, n, *, seed, labels, options: GANSampleOptions, progress):
         """(n, *shape) samples G(z); with `drs` (a percentile in [0, 100)), discriminator rejection sampling."""
-        labels = self.check_conditioning(n, labels, prompt)
         g = generator(seed)
-        if drs is not None:
-            return self._sample_drs(n, drs, g, labels)
+        if options.drs is not None:
+            x, tries = self._sample_drs(n, options.drs, g, labels)
+            return x, {"nfe": 2 * tries / n, "candidates": tries / n}  # G and D per candidate, burn-in included
         z = torch.randn(n, self.config.latent_dim, generator=g).to(self.device)
-        return self.G(z, labels).reshape(n, *self.spec.shape)
+        return self.G(z, labels).reshape(n, *self.spec.shape), {}
 
     def _sample_drs(self, n: int, percentile: float, g: torch.Generator, labels, burn_in: int = 10_000,
-                    chunk: int = 1000) -> torch.Tensor:
+                    chunk: int = 1000) -> tuple[torch.Tensor, int]:
         """Discriminator rejection sampling (Azadi et al. 2019): keep G(z) with probability sigmoid(F),
         F = d - d_max - log(1 - exp(d - d_max - eps)) - gamma on D's logits d, d_max their maximum so far and
         gamma the `percentile` of F over `burn_in` candidates (a high percentile raises quality, keeps fewer)."""
         if labels is not None or self.config.pac > 1:
             raise GenlabError("drs needs an unconditional GAN with pac=1 (D must score single samples); "
                               "sample this one without --drs")
-        if not 0 <= percentile < 100:
-            raise GenlabError(f"drs is a percentile in [0, 100), got {percentile}")
 
         def draw(m: int) -> tuple[torch.Tensor, torch.Tensor]:  # D scores chunks: minibatch std needs a batch
             z = torch.randn(m, self.config.latent_dim, generator=g).to(self.device)
@@ -385,8 +396,7 @@ class GAN(GenerativeModel):
             tries += len(d)
             if tries >= 100 * n + burn_in and total < n:
                 raise GenlabError(f"drs kept {total} of {tries} candidates; lower the percentile (got {percentile})")
-        self.drs_candidates = tries  # G and D evaluations spent, burn-in included (reported by eval)
-        return torch.cat(kept)[:n].reshape(n, *self.spec.shape)
+        return torch.cat(kept)[:n].reshape(n, *self.spec.shape), tries
 
 
 def drs_score(d: torch.Tensor, d_max: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

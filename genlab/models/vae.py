@@ -48,6 +48,11 @@ class VAEConfig(LatentConfig):
         check(self.free_bits >= 0, f"free_bits must be >= 0, got {self.free_bits}")
 
 
+@dataclass
+class VAESampleOptions:
+    mean: bool = True  # decode to the decoder's mean (true) or draw from p(x|z) (false)
+
+
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, 1)) per dimension, closed form."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
@@ -62,6 +67,7 @@ class VAE(LatentModel):
     kind = "vae"
     family = "vae"
     Config = VAEConfig
+    SampleOptions = VAESampleOptions
     log_prob_type = "bound"
 
     def __init__(self, spec, config: VAEConfig):
@@ -215,16 +221,15 @@ class VAE(LatentModel):
         return torch.logsumexp(torch.cat(logw), 0) - math.log(k) + self.log_offset
 
     @torch.no_grad()
-    def sample(self, n, *, seed=None, labels=None, prompt=None, mean: bool = True):
-        """Decode z ~ N(0, I). mean=True returns the decoder's mean (the usual picture); False draws from p(x|z)."""
-        labels = self.check_conditioning(n, labels, prompt)
+    def _sample(self, n, *, seed, labels, options: VAESampleOptions, progress):
+        """Decode z ~ N(0, I): the decoder's mean (the usual picture), or with mean=False a draw from p(x|z)."""
         g = generator(seed)
         z = randn((n, self.config.latent_dim), g, self.device)
-        if mean:
-            return self.decode(z, labels)
+        if options.mean:
+            return self.decode(z, labels), {}
         raw = self._decode_raw(z, labels)
         if self.config.likelihood == "bernoulli":
-            return torch.bernoulli(torch.sigmoid(raw[:, 0]).cpu(), generator=g).to(self.device) * 2 - 1
+            return torch.bernoulli(torch.sigmoid(raw[:, 0]).cpu(), generator=g).to(self.device) * 2 - 1, {}
         std = torch.exp(0.5 * self.decoder_logvar(raw))
         x = raw[:, 0] + std * randn(tuple(raw[:, 0].shape), g, self.device)
-        return x.clamp(-1, 1) if self.spec.is_image else x
+        return (x.clamp(-1, 1) if self.spec.is_image else x), {}

@@ -12,20 +12,18 @@ from .images import save_grid
 @torch.no_grad()
 def model_figures(run: str | Path, n: int = 10, seed: int = 0) -> list[Path]:
     """Write RUN/figures/*.png for every picture the run's model supports (images only); return the paths."""
-    from ..data import load_dataset
-    from ..io import read_json
-    from ..models import load_model
+    from ..runs import RunDir
 
-    run = Path(run)
-    model = load_model(run)
+    rd = RunDir.open(run)
+    run = rd.path
+    model = rd.model()
     if not model.spec.is_image:
         return []
-    data = read_json(run / "config.json").get("data", {"name": model.spec.name})
-    test = load_dataset(data["name"], "test", **data.get("opts", {}))
+    test = rd.dataset("test")
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(test), generator=g)[: 2 * n]
     x, y = test.x[idx], test.y[idx]
-    y = y if getattr(model.config, "conditional", False) else None
+    y = y if model.conditioning == "class" else None
     out: list[Path] = []
     caps = model.capabilities
     if "reconstruct" in caps:

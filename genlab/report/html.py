@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -98,20 +97,21 @@ def write_report(run: str | Path, out: str | Path | None = None) -> Path:
     import jinja2
 
     from ..metrics.protocol import summary_rows
-    from ..training.trainer import Run, is_run
+    from ..runs import RunDir
 
-    run = Path(run)
-    if not is_run(run):
+    rd = RunDir(run)
+    run = rd.path
+    if not rd.is_run:
         raise GenlabError(f"{run} is not a genlab run (no config.json and metrics.jsonl)")
-    meta = json.loads((run / "config.json").read_text())
-    history = Run(run, None, 0, 0).history
+    meta = rd.meta
+    history = rd.history
     curves = curves_png(history) if history else None
     samples = sorted((run / "samples").glob("step_*.png")) if (run / "samples").is_dir() else []
     if len(samples) > 12:  # keep the page light: an even spread, always with the last
         idx = sorted({round(i * (len(samples) - 1) / 11) for i in range(12)})
         samples = [samples[i] for i in idx]
     figures = sorted((run / "figures").glob("*.png")) if (run / "figures").is_dir() else []
-    ev = json.loads((run / "eval.json").read_text()) if (run / "eval.json").is_file() else {}
+    ev = rd.latest_eval()
     config = [("model", sorted(meta.get("config", {}).items())), ("training", sorted(meta.get("train", {}).items())),
               ("data", sorted(meta.get("data", {}).items()))]
     last = history[-1] if history else {}

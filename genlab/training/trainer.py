@@ -96,7 +96,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def is_run(path: Path) -> bool:
-    return (path / "config.json").is_file() and ((path / "metrics.jsonl").exists() or checkpoint_dir(path) is not None)
+    from ..runs import RunDir
+
+    return RunDir(path).is_run
 
 
 @dataclass
@@ -110,8 +112,9 @@ class Run:
 
     @property
     def history(self) -> list[dict[str, Any]]:
-        f = self.path / "metrics.jsonl"
-        return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.is_file() else []
+        from ..runs import RunDir
+
+        return RunDir(self.path).history
 
 
 class EMA:

@@ -4,6 +4,7 @@ inpainting (Lugmayr et al. 2022). Samplers are picked at sample time: see sample
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,10 +64,27 @@ class DiffusionConfig:
         check(self.guidance >= 0, f"guidance must be >= 0, got {self.guidance}")
 
 
+@dataclass
+class DiffusionSampleOptions:
+    sampler: str | None = None  # ddpm | ddim | dpm++ (default: the model's `sampler`)
+    steps: int | None = None  # network-evaluation steps, 1..T (default: the model's `sample_steps`)
+    guidance: float | None = None  # conditional models: 0 unconditional, 1 conditional, > 1 guided
+    eta: float | None = None  # ddim noise: 0 deterministic .. 1 ddpm-like
+
+    def __post_init__(self):
+        if self.sampler is not None:
+            check_sampler(self.sampler)
+        check(self.guidance is None or (math.isfinite(self.guidance) and self.guidance >= 0),
+              f"guidance must be >= 0, got {self.guidance}")
+        check(self.eta is None or (math.isfinite(self.eta) and 0 <= self.eta <= 1),
+              f"eta must be in [0, 1], got {self.eta}")
+
+
 class DDPM(GenerativeModel):
     kind = "ddpm"
     family = "diffusion"
     Config = DiffusionConfig
+    SampleOptions = DiffusionSampleOptions
 
     def __init__(self, spec, config: DiffusionConfig):
         super().__init__(spec, config)
@@ -78,7 +96,6 @@ class DDPM(GenerativeModel):
         else:
             self.net = MLPDenoiser(spec.dims, tuple(c.hidden), c.act, self.n_cond, c.fourier)
         self.schedule = NoiseSchedule(c.schedule, c.timesteps)
-        self.nfe_per_sample = c.sample_steps
 
     def train_defaults(self) -> dict[str, Any]:
         return {"ema_decay": 0.999, "lr": 2e-4 if self.arch == "unet" else 1e-3, "warmup_steps": 200}
@@ -135,7 +152,7 @@ class DDPM(GenerativeModel):
             raise GenlabError("guidance needs a class-conditional model (train with --set conditional=true); "
                               "this one is unconditional")
         w = c.guidance if guidance is None else float(guidance)
-        if w < 0:
+        if not (math.isfinite(w) and w >= 0):
             raise GenlabError(f"guidance must be >= 0, got {w}")
         sampler = sampler or c.sampler
         check_sampler(sampler)
@@ -144,25 +161,27 @@ class DDPM(GenerativeModel):
         eta = c.eta if eta is None else float(eta)
         if not 0 <= eta <= 1:
             raise GenlabError(f"eta must be in [0, 1], got {eta}")
-        self.nfe_per_sample = steps * (2 if labels is not None and w not in (0, 1) else 1)
         return labels, w, sampler, steps, eta
 
+    @staticmethod
+    def _nfe(labels, w: float, steps: int) -> int:
+        """Network evaluations per sample: one per step, two where guidance mixes both predictions."""
+        return steps * (2 if labels is not None and w not in (0, 1) else 1)
+
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = None, labels=None, prompt: str | None = None,
-               sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
-               eta: float | None = None, progress: bool = False) -> torch.Tensor:
+    def _sample(self, n, *, seed, labels, options: DiffusionSampleOptions, progress):
         """(n, *shape) samples with `sampler` (ddpm | ddim | dpm++) in `steps` steps; for conditional models
         `guidance` w (0 unconditional, 1 conditional, > 1 guided) and labels (default: every class in turn)."""
-        if prompt is not None:
-            raise GenlabError("ddpm takes no text prompt; condition on class labels with --label")
-        labels, w, sampler, steps, eta = self._options(labels, guidance, sampler, steps, eta, n)
+        o = options
+        labels, w, sampler, steps, eta = self._options(labels, o.guidance, o.sampler, o.steps, o.eta, n)
         g = generator(seed)
         x = torch.randn((n, *self.spec.shape), generator=g).to(self.device)
         if self.spec.is_image:
             x = x.contiguous(memory_format=torch.channels_last)
         denoise = self.denoiser(labels, w, self.config.clip and self.spec.is_image)
         with _bar(progress, steps, f"{sampler} sampling") as tick:
-            return sample_loop(denoise, self.schedule, x, sampler, steps, g, eta, progress=tick)
+            x = sample_loop(denoise, self.schedule, x, sampler, steps, g, eta, progress=tick)
+        return x, {"nfe": self._nfe(labels, w, steps)}
 
     @torch.no_grad()
     def inpaint(self, x: torch.Tensor, mask: torch.Tensor, *, seed: int | None = None, labels=None,
@@ -189,7 +208,6 @@ class DDPM(GenerativeModel):
             raise GenlabError(f"resample must be >= 1, got {resample}")
         n = x.shape[0]
         labels, w, sampler, steps, eta = self._options(labels, guidance, sampler, steps, eta, n)
-        self.nfe_per_sample *= resample
         dev = self.device
         x_known, hole = x.to(dev), (mask > 0.5).float().to(dev)
         g = generator(seed)

@@ -1,0 +1,136 @@
+"""RunDir: the one owner of a run directory's layout. Everything that reads or writes a run goes through it.
+
+    RUN/config.json         kind, model config, data spec, training options, data source, seed, genlab version
+    RUN/model.safetensors   weights (ema.safetensors: their moving average, where EMA is on)
+    RUN/checkpoint/         optimizer, RNG and step state for an exact --resume (training/checkpoint.py)
+    RUN/metrics.jsonl       one JSON object per logged step
+    RUN/samples/            sample grids over training, and what `genlab sample` writes by default
+    RUN/evals/KEY.json      one file per evaluation, KEY naming the protocol version and the options, so
+                            evaluations with other samplers, sample counts or seeds live side by side
+    RUN/eval.json           the latest evaluation (what the report shows)
+
+A saved model (`model.save(dir)`) is a directory with config.json and model.safetensors only; it opens as a
+RunDir too, without history or data.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from .errors import GenlabError
+from .io import atomic_write_json, file_sha256, read_json, read_jsonl
+
+CONFIG, WEIGHTS, EMA_WEIGHTS, METRICS, EVALS, LATEST_EVAL = (
+    "config.json", "model.safetensors", "ema.safetensors", "metrics.jsonl", "evals", "eval.json")
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir('{self.path}')"
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        """An existing run or saved model; a one-line error when `path` is neither."""
+        run = cls(path)
+        if not run.has_model:
+            raise GenlabError(f"{run.path} is not a genlab run or saved model (no {CONFIG} + {WEIGHTS})")
+        return run
+
+    # ---- what is there
+    @property
+    def has_model(self) -> bool:
+        return (self.path / CONFIG).is_file() and (self.path / WEIGHTS).is_file()
+
+    @property
+    def is_run(self) -> bool:
+        """A training run (not only a saved model): config.json and a history or a checkpoint."""
+        from .training.checkpoint import checkpoint_dir
+
+        return (self.path / CONFIG).is_file() and ((self.path / METRICS).exists()
+                                                  or checkpoint_dir(self.path) is not None)
+
+    # ---- config.json
+    @cached_property
+    def meta(self) -> dict[str, Any]:
+        if not (self.path / CONFIG).is_file():
+            raise GenlabError(f"{self.path} is not a genlab run (no {CONFIG})")
+        return read_json(self.path / CONFIG)
+
+    def write_meta(self, meta: dict[str, Any], merge: bool = False) -> None:
+        atomic_write_json(self.path / CONFIG, meta, merge=merge)
+        self.__dict__.pop("meta", None)
+
+    @property
+    def kind(self) -> str:
+        return self.meta["kind"]
+
+    @property
+    def model_config(self) -> dict[str, Any]:
+        return self.meta["config"]
+
+    @property
+    def train_config(self) -> dict[str, Any]:
+        return self.meta.get("train", {})
+
+    @property
+    def spec(self):
+        from .data.spec import DataSpec
+
+        return DataSpec.from_dict(self.meta["spec"])
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The training data's source: {"name": ..., "opts": {...}} (a saved model: its spec's name)."""
+        d = self.meta.get("data") or {"name": self.meta["spec"]["name"]}
+        return {"name": d["name"], "opts": dict(d.get("opts") or {})}
+
+    def dataset(self, split: str = "train", data: dict[str, Any] | None = None):
+        """A split of the run's data (or of `data`, a {"name", "opts"} source)."""
+        from .data import load_dataset
+
+        d = data or self.data
+        return load_dataset(d["name"], split, **d.get("opts", {}))
+
+    # ---- weights
+    def model(self, weights: str = "auto", device: str = "cpu"):
+        from .models import load_model
+
+        return load_model(self.path, weights=weights, device=device)
+
+    def weights_sha256(self) -> str:
+        return file_sha256(self.path / WEIGHTS)
+
+    # ---- history
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / METRICS)
+
+    # ---- evaluations
+    def save_eval(self, result: dict[str, Any]) -> Path:
+        """Write an evaluation to evals/KEY.json (KEY from its protocol and options) and as eval.json."""
+        path = self.path / EVALS / f"{eval_key(result)}.json"
+        atomic_write_json(path, result)
+        atomic_write_json(self.path / LATEST_EVAL, result)
+        return path
+
+    def evals(self) -> list[dict[str, Any]]:
+        """Every evaluation kept in evals/, oldest key first."""
+        d = self.path / EVALS
+        return [read_json(f) for f in sorted(d.glob("*.json"))] if d.is_dir() else []
+
+    def latest_eval(self) -> dict[str, Any]:
+        f = self.path / LATEST_EVAL
+        return read_json(f) if f.is_file() else {}
+
+
+def eval_key(result: dict[str, Any]) -> str:
+    """'v1-n10000-seed0-sampler=ddim-steps=20': the protocol version and every option that changes the numbers."""
+    opts = result.get("options", {})
+    parts = [f"v{result['protocol']}"] + [f"{k}={v}" for k, v in opts.items() if v is not None]
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", "-".join(parts))
