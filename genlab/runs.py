@@ -130,7 +130,7 @@ class RunDir:
 
 
 def eval_key(result: dict[str, Any]) -> str:
-    """'v1-n10000-seed0-sampler=ddim-steps=20': the protocol version and every option that changes the numbers."""
+    """'v1-n=10000-seed=0-sampler=ddim-steps=20': the protocol version and every option that changes the numbers."""
     opts = result.get("options", {})
     parts = [f"v{result['protocol']}"] + [f"{k}={v}" for k, v in opts.items() if v is not None]
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "_", "-".join(parts))
