@@ -208,14 +208,14 @@ def sample(
     mask: str = typer.Option("center", help="with --inpaint: center|left|right|top|bottom|noise or a "
                              "PNG/NPY/NPZ file, nonzero = fill"),
     resample: int = typer.Option(5, help="with --inpaint: RePaint resampling per step"),
-    translate: str | None = typer.Option(None, help="cyclegan: translate IMAGE.png, FILE.npz or 'test' (the "
+    translate: str | None = typer.Option(None, help="translation models: translate IMAGE.png, FILE.npz or 'test' (the "
                                          "first --n test images of the source domain)"),
     direction: str = typer.Option("ab", help="with --translate: ab (training data -> target) or ba"),
     device: str = typer.Option("auto"),
 ) -> None:
     """Draw samples from a trained model and write them as a picture or arrays, in original units.
     With --inpaint, fill the masked part of given images instead (rows: input with the hole, result); with
-    --translate (cyclegan), translate given images (rows: input, translation)."""
+    --translate (translation models), translate given images (rows: input, translation)."""
     import torch
 
     from .io import write_csv, write_npz
@@ -230,14 +230,18 @@ def sample(
     if inpaint is not None:
         x = _inpaint(model, run, inpaint, mask, n, seed, label, resample, opts)
     elif translate is not None:
-        if not hasattr(model, "translate"):
-            raise GenlabError(f"{model.kind} does not translate images; --translate is for cyclegan runs")
+        if model.task != "translate":
+            from .models import REGISTRY
+
+            kinds = ", ".join(k for k, c in REGISTRY.items() if c.task == "translate")
+            raise GenlabError(f"{model.kind} does not translate images; --translate is for runs of {kinds}")
         from .apps.inpaint import load_inputs
 
         if direction == "ba" and translate == "test":
             from .data import load_dataset
 
-            x_in = load_dataset(model.config.target, "test").x[:n]
+            target = model.output_data({})
+            x_in = load_dataset(target["name"], "test", **target.get("opts", {})).x[:n]
         else:
             x_in = load_inputs(translate, model.spec, n)
         x = torch.cat([x_in, model.translate(x_in, direction).cpu()])

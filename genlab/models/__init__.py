@@ -67,6 +67,12 @@ def load_model(directory: str | Path, weights: str = "auto", device: str = "cpu"
         raise GenlabError(f"{d} has no EMA weights (train with --set train.ema_decay=0.999)")
     use_ema = weights == "ema" or (weights == "auto" and ema.is_file())
     model = create(meta["kind"], DataSpec.from_dict(meta["spec"]), **meta["config"])
+    for name, rec in meta.get("components", {}).items():
+        now = model.components.get(name, {})
+        if now.get("sha256") != rec["sha256"]:
+            raise GenlabError(f"component {name} of {d} ({rec['path']}) has changed since this model was built on "
+                              f"it (sha256 {rec['sha256'][:12]}... now {now.get('sha256', 'missing')[:12]}...); "
+                              "restore that run or train this model again")
     state = load_tensors(ema if use_ema else d / "model.safetensors")
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -87,6 +87,39 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         super().__init__()
         self.spec = spec
         self.config = config
+        self._frozen: dict[str, GenerativeModel] = {}  # components: other runs, frozen, not in state_dict
+        self.components: dict[str, dict[str, str]] = {}  # name -> {"path", "sha256", "kind"}, in config.json
+
+    # ---- composition: another run as a frozen part of this model
+    def component(self, name: str) -> GenerativeModel:
+        """Load the run named by config field `name` (a path) as a frozen component: no gradients, eval mode,
+        moved with this model, kept out of its state_dict and optimizer, recorded by path and sha256 of its
+        weights so that loading this model later checks that the component is still the one it was built on."""
+        from ..io import file_sha256
+        from . import load_model
+
+        path = Path(getattr(self.config, name)).expanduser()
+        try:
+            model = load_model(path)
+        except GenlabError as e:
+            raise GenlabError(f"component {name}={path} of this {self.kind} cannot be loaded: {e}") from None
+        for p in model.parameters():
+            p.requires_grad_(False)
+        weights = path / ("ema.safetensors" if (path / "ema.safetensors").is_file() else "model.safetensors")
+        self.components[name] = {"path": str(path.resolve()), "sha256": file_sha256(weights), "kind": model.kind}
+        self._frozen[name] = model
+        return model
+
+    def frozen(self, name: str) -> GenerativeModel:
+        """A component loaded by `component(name)`. Keep components out of module attributes (`self.ae = ...`
+        would register them, and their weights would be trained and saved with this model's)."""
+        return self._frozen[name]
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .cuda(), .double() reach the frozen components too
+        super()._apply(fn, *args, **kwargs)
+        for m in self.__dict__.get("_frozen", {}).values():
+            m._apply(fn, *args, **kwargs)
+        return self
 
     def _classes(self) -> int:
         """How many classes the model conditions on (0 if unconditional); the data must have labels."""
@@ -238,8 +271,11 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
     def describe(self) -> dict[str, Any]:
         from .. import __version__
 
-        return {"genlab_version": __version__, "kind": self.kind, "config": to_dict(self.config),
+        meta = {"genlab_version": __version__, "kind": self.kind, "config": to_dict(self.config),
                 "spec": self.spec.to_dict()}
+        if self.components:
+            meta["components"] = self.components
+        return meta
 
     def save(self, directory: str | Path, ema_state: dict[str, torch.Tensor] | None = None) -> Path:
         """Write config.json + model.safetensors (+ ema.safetensors), each atomically."""
