@@ -127,3 +127,13 @@ def test_bad_eval_inputs(tmp_path):
     ext = extractor_for("digits")
     with pytest.raises(GenlabError, match="do not fit"):
         ext.run(torch.zeros(4, 3, 8, 8))
+
+
+def test_kid_std_is_not_available_when_every_subset_is_the_whole_set():
+    from genlab.metrics.protocol import summary_rows
+
+    test = genlab.load_dataset("moons", "test")
+    few = evaluate_samples(test.x[:500] + 0.05, "moons", ["kid"])
+    many = evaluate_samples(test.x[:1500] + 0.05, "moons", ["kid"])
+    assert few["metrics"]["kid_std"] is None and dict(summary_rows(few))["kid_std (n=500)"] == "n/a"
+    assert many["metrics"]["kid_std"] > 0

@@ -120,7 +120,8 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, metrics: list[str] | N
         res["fid"] = frechet_distance(real, fake)
     if "kid" in names:
         mean, std = kid(real, fake, subsets=kid_subsets)
-        res["kid"], res["kid_std"] = mean, std
+        # with 1,000 or fewer on either side every subset is the whole set, so there is no spread to report
+        res["kid"], res["kid_std"] = mean, (std if min(len(real), len(fake)) > 1000 else None)
     if "pr" in names:
         res["precision"], res["recall"] = precision_recall(real, fake, k=3)
     if "dc" in names:
@@ -253,6 +254,8 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     rows = []
 
     def fmt(v):
+        if v is None:
+            return "n/a"
         return (f"{v:.4f}" if math.isfinite(v) else str(v)) if isinstance(v, float) else str(v)
 
     for metric, v in result.get("metrics", {}).items():
