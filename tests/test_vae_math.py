@@ -140,3 +140,17 @@ def test_free_bits_floor_applies_per_dimension(free_bits):
     kl_dims = gaussian_kl(mu, logvar).mean(0)
     expected = (-rec.mean() + torch.maximum(kl_dims, torch.tensor(free_bits)).sum()) / data.spec.dims
     assert torch.allclose(loss, expected, rtol=1e-5)
+
+
+def test_log_prob_is_an_evaluation_without_a_graph():
+    import warnings
+
+    data = genlab.load_dataset("moons")
+    model = genlab.create("vae", data.spec, latent_dim=2)
+    for k in (1, 5):
+        lp = model.log_prob(data.x[:8], k=k)
+        assert lp.shape == (8,) and not lp.requires_grad
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            float(lp.mean())
+    assert model.elbo(data.x[:8]).requires_grad  # the training objective keeps its graph

@@ -194,9 +194,11 @@ class VAE(LatentModel):
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         return self.log_px(t, self._decode_raw(z, y)) - gaussian_kl(mu, logvar).sum(1) + self.log_offset
 
+    @torch.no_grad()
     def log_prob(self, x, y=None, k: int = 1, chunk: int = 4096) -> torch.Tensor:
         """Per-example lower bound on log P(x) in nats: the ELBO for k = 1, the importance-weighted bound
-        log (1/k) sum_i p(x, z_i)/q(z_i|x) for k > 1 (Burda et al. 2016), which tightens as k grows."""
+        log (1/k) sum_i p(x, z_i)/q(z_i|x) for k > 1 (Burda et al. 2016), which tightens as k grows.
+        An evaluation: no graph is kept (train through `elbo`, which keeps one)."""
         if k < 1:
             raise GenlabError(f"k (importance samples) must be >= 1, got {k}")
         if k == 1:
