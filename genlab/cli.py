@@ -347,14 +347,21 @@ def extractor(data: str = typer.Option(..., "--data", help="labelled image datas
     print(f"wrote {out}: test accuracy {meta['test_accuracy']:.4f}, sha256 {meta['sha256']}")
 
 
+def fresh_dir(parent: Path, name: str) -> Path:
+    """parent/name, or parent/name-2, -3, ...: the first that does not exist (never over an earlier run)."""
+    i = 1
+    while (parent / (name if i == 1 else f"{name}-{i}")).exists():
+        i += 1
+    return parent / (name if i == 1 else f"{name}-{i}")
+
+
 @app.command()
-def demo(out: Path = typer.Option(Path("runs/demo"), "--out"),
+def demo(out: Path | None = typer.Option(None, "--out", help="a new directory (default: runs/demo, or "
+                                          "runs/demo-2, -3, ... when that exists)"),
          steps: int = typer.Option(800, help="training iterations"),
          device: str = typer.Option("auto")) -> None:
     """Train a small convolutional VAE on mnist5k (Bernoulli decoder, binarised digits), evaluate its test
-    likelihood bounds, write samples, figures and an HTML report."""
-    import shutil
-
+    likelihood bounds, write samples, figures and an HTML report. Writes only to a new directory."""
     import torch
 
     from .data import load_dataset
@@ -365,10 +372,11 @@ def demo(out: Path = typer.Option(Path("runs/demo"), "--out"),
     from .runs import RunDir
     from .training.trainer import train as run_training
 
-    if out.exists():
-        if not RunDir(out).is_run:
-            raise GenlabError(f"{out} exists and is not a genlab run; choose another --out")
-        shutil.rmtree(out)  # the demo's own earlier run
+    if out is None:
+        out = fresh_dir(Path("runs"), "demo")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        what = "holds a genlab run" if RunDir(out).is_run else "is not empty"
+        raise GenlabError(f"{out} {what}; the demo writes only to a new directory: choose another --out")
     data = load_dataset("mnist5k")
     torch.manual_seed(0)
     model = create("vae", data.spec, latent_dim=16, channels=(32, 64), likelihood="bernoulli")
