@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -73,16 +74,19 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
             f = float(value)
         except ValueError:
             raise GenlabError(f"option '{name}' expects an integer, got {value!r}") from None
-        if f != int(f):
+        if not math.isfinite(f) or f != int(f):
             raise GenlabError(f"option '{name}' expects an integer, got {value!r}")
         return int(f)
     if tp is float:
         if isinstance(value, bool):
             raise GenlabError(f"option '{name}' expects a number, got {value!r}")
         try:
-            return float(value)
+            f = float(value)
         except (TypeError, ValueError):
             raise GenlabError(f"option '{name}' expects a number, got {value!r}") from None
+        if not math.isfinite(f):
+            raise GenlabError(f"option '{name}' must be a finite number, got {value!r}")
+        return f
     if tp is str:
         if not isinstance(value, (str, int, float)):
             raise GenlabError(f"option '{name}' expects a string, got {value!r}")

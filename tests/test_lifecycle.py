@@ -29,3 +29,26 @@ def test_the_demo_default_directory_is_always_new(tmp_path):
     (tmp_path / "demo").mkdir()
     (tmp_path / "demo-2").mkdir()
     assert fresh_dir(tmp_path, "demo") == tmp_path / "demo-3"
+
+
+def test_numeric_options_must_be_finite(tmp_path, cli):
+    base = ["train", "vae", "--data", "digits", "--no-progress", "--out", tmp_path / "r"]
+    for args, pattern in ((["--minutes", "inf"], "option 'minutes' must be a finite number"),
+                          (["--epochs", "inf"], "option 'epochs' must be a finite number"),
+                          (["--steps", "10", "--lr", "inf"], "option 'lr' must be a finite number"),
+                          (["--steps", "10", "--lr", "nan"], "option 'lr' must be a finite number"),
+                          (["--steps", "10", "--set", "beta=inf"], "option 'beta' must be a finite number"),
+                          (["--steps", "10", "--set", "latent_dim=inf"], "option 'latent_dim' expects an integer")):
+        one_line_error(*cli(*base, *args)[::2], pattern)
+    assert not (tmp_path / "r").exists()
+
+
+def test_sampling_options_must_be_finite(tmp_path, cli):
+    run = train_cli("ddpm", tmp_path / "d", "--data", "digits", "--set", "conditional=true", "--set", "channels=8",
+                    "--set", "timesteps=50", "--set", "sample_steps=5")
+    for args, pattern in ((["--guidance", "nan"], "option 'guidance' must be a finite number"),
+                          (["--guidance", "-1"], "guidance must be >= 0, got -1"),
+                          (["--opt", "eta=nan"], "option 'eta' must be a finite number"),
+                          (["--steps", "0"], "steps must be between 1 and")):
+        one_line_error(*cli("sample", run, "--n", "2", *args)[::2], pattern)
+    assert not (run / "samples" / "sample_seed0.png").exists()
