@@ -47,21 +47,45 @@ def datasets() -> None:
 
 
 @app.command()
-def models() -> None:
-    """List model kinds: family, capabilities and key options with their defaults."""
+def models(kind: str | None = typer.Argument(None, help="a kind: list its options with what each does")) -> None:
+    """List model kinds (family, task, capabilities, options, sampling options); with KIND, every option of that
+    kind, its sampling options and the training options, each with its default and what it does."""
     from rich.table import Table
 
-    from .models import available
+    from .models import available, model_class
 
-    t = Table(title="genlab models (options: --set key=value; sampling options: --opt key=value)")
-    for col in ("kind", "family", "task", "capabilities", "log_prob", "options (defaults)", "sampling options"):
-        t.add_column(col)
-    for m in available():
-        opts = ", ".join(f"{k}={v}" for k, v in m["options"].items())
-        sampling = ", ".join(f"{k}={v}" for k, v in m["sample_options"].items()) or "-"
-        t.add_row(m["kind"], m["family"], m["task"], ", ".join(m["capabilities"]), m["log_prob"] or "-", opts,
-                  sampling)
-    _console().print(t)
+    c = _console()
+    if kind is None:
+        t = Table(title="genlab models (genlab models KIND explains each option)")
+        for col in ("kind", "family", "task", "capabilities", "log_prob", "options (defaults)", "sampling options"):
+            t.add_column(col)
+        for m in available():
+            opts = ", ".join(f"{k}={v}" for k, v in m["options"].items())
+            sampling = ", ".join(f"{k}={v}" for k, v in m["sample_options"].items()) or "-"
+            t.add_row(m["kind"], m["family"], m["task"], ", ".join(m["capabilities"]), m["log_prob"] or "-", opts,
+                      sampling)
+        c.print(t)
+        return
+    from .config import field_help
+    from .training.trainer import TrainConfig
+
+    cls = model_class(kind)
+    m = next(m for m in available() if m["kind"] == kind)
+    sections = ((f"{kind} options (--set key=value)", m["options"], field_help(cls.Config), ""),
+                (f"{kind} sampling options (--opt key=value on sample and eval)", m["sample_options"],
+                 field_help(cls.SampleOptions), ""),
+                ("training options (--set train.key=value; the kind may prefer other defaults)",
+                 {f: getattr(TrainConfig, f, None) for f in TrainConfig.__dataclass_fields__}, field_help(TrainConfig),
+                 "train."))
+    for title, defaults, helps, prefix in sections:
+        if not defaults:
+            continue
+        t = Table(title=title, title_justify="left")
+        for col in ("option", "default", "what it does"):
+            t.add_column(col, no_wrap=col == "option")
+        for name, default in defaults.items():
+            t.add_row(prefix + name, str(default), helps.get(name, ""))
+        c.print(t)
 
 
 @app.command()

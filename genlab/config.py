@@ -156,3 +156,25 @@ def split_sections(flat: dict[str, Any], sections: tuple[str, ...] = ("model", "
         else:
             out[sections[0]][key] = value
     return out
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """Each dataclass field's trailing `# comment` in its source (inherited fields too): the options' help."""
+    import inspect
+    import io
+    import tokenize
+
+    out: dict[str, str] = {}
+    for klass in reversed([c for c in cls.__mro__ if dataclasses.is_dataclass(c)]):
+        try:
+            src = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        line_name: dict[int, str] = {}
+        for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+            if tok.type == tokenize.NAME and tok.start[1] == 4 and tok.start[0] not in line_name:
+                line_name[tok.start[0]] = tok.string
+            elif tok.type == tokenize.COMMENT and tok.start[0] in line_name:
+                out[line_name[tok.start[0]]] = tok.string.lstrip("# ").strip()
+    names = set(field_names(cls))
+    return {k: v for k, v in out.items() if k in names}

@@ -34,7 +34,7 @@ class GANConfig:
     loss: str = "ns"  # minimax | ns | wgan | wgan-gp | hinge | lsgan
     n_critic: int = 0  # D steps per G step; 0: 5 for wgan / wgan-gp, else 1
     arch: str = "auto"  # auto (dcgan for images, mlp otherwise) | dcgan | mlp
-    latent_dim: int = 64
+    latent_dim: int = 64  # size of the noise z fed to G
     hidden: tuple[int, ...] = (256, 256, 256)  # MLP widths (G; D uses the same)
     fourier: int = 0  # MLP D: sin/cos features of its input at 2^k pi, k < fourier (Tancik et al. 2020)
     channels: tuple[int, ...] = (128, 64)  # DCGAN G widths from the smallest map up; D mirrors them

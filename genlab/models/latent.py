@@ -17,11 +17,11 @@ from .base import GenerativeModel
 
 @dataclass
 class LatentConfig:
-    latent_dim: int = 16
+    latent_dim: int = 16  # size of the code z
     arch: str = "auto"  # auto (conv for images, mlp otherwise) | mlp | conv
     hidden: tuple[int, ...] = (512, 256)  # MLP widths, encoder side (the decoder mirrors them)
     channels: tuple[int, ...] = (32, 64)  # conv widths, one stride-2 stage each (the decoder mirrors them)
-    act: str = "silu"
+    act: str = "silu"  # activation: silu | relu | gelu | leaky_relu | tanh
     conditional: bool = False  # condition encoder and decoder on class labels (Sohn et al. 2015)
 
     def __post_init__(self):
