@@ -52,3 +52,22 @@ def test_sampling_options_must_be_finite(tmp_path, cli):
                           (["--steps", "0"], "steps must be between 1 and")):
         one_line_error(*cli("sample", run, "--n", "2", *args)[::2], pattern)
     assert not (run / "samples" / "sample_seed0.png").exists()
+
+
+def test_a_table_too_small_to_split_is_refused_at_once(tmp_path, cli):
+    import warnings
+
+    import genlab
+    from genlab.data.dataset import min_items, split_indices
+
+    f = tmp_path / "t.csv"
+    f.write_text("a,b\n1.0,x\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no torch warning leaks before the error
+        one_line_error(*cli("train", "vae", "--data", f"csv:{f}", "--steps", "2", "--out", tmp_path / "r")[::2],
+                       "has 1 row(s); a table needs at least 8")
+    assert min_items(0.2) == 8 and min(map(len, split_indices(8, 0.2))) == 2 == min(map(len, split_indices(9, 0.2)))
+    assert min(map(len, split_indices(7, 0.2))) == 1
+    f.write_text("a,b\n" + "".join(f"{i}.5,{'xy'[i % 2]}\n" for i in range(8)))
+    test = genlab.load_dataset(f"csv:{f}", "test")
+    assert len(test) == 2 and len(genlab.load_dataset(f"csv:{f}")) == 6

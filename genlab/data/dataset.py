@@ -51,6 +51,14 @@ def split_indices(n: int, test_fraction: float, seed: int = 0) -> tuple[np.ndarr
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])
 
 
+def min_items(test_fraction: float, each: int = 2) -> int:
+    """The fewest items whose seeded split leaves at least `each` on both sides (2: a spread to fit and test)."""
+    n = 2 * each
+    while min(len(part) for part in split_indices(n, test_fraction)) < each:
+        n += 1
+    return n
+
+
 def standardize(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and std of the train split (std of a constant column is set to 1)."""
     mean = train.mean(0)

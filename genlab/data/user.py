@@ -9,7 +9,7 @@ import torch
 
 from ..errors import GenlabError
 from .builtin import Split, _vectors
-from .dataset import images_from_uint8, split_indices
+from .dataset import images_from_uint8, min_items, split_indices
 from .spec import Column, DataSpec
 
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -158,6 +158,10 @@ def load_csv(path: str, target: str | None = None, test_fraction: float = 0.2) -
             cats = sorted(map(str, s.unique()))
             cols.append(Column(str(name), "categorical", cats))
             blocks.append((s.astype(str).to_numpy()[:, None] == np.asarray(cats)[None]).astype(np.float64))
+    need = min_items(test_fraction)
+    if len(df) < need:
+        raise GenlabError(f"{p} has {len(df)} row(s); a table needs at least {need}, so that its train and test "
+                          f"splits (test_fraction {test_fraction}) hold 2 rows or more each")
     data = np.concatenate(blocks, 1)
     tr, te = split_indices(len(data), test_fraction)
     ysplit = (y[tr], y[te]) if y is not None else (None, None)
