@@ -37,7 +37,7 @@ def create(kind: str, spec: DataSpec, **config: Any) -> GenerativeModel:
     """Build a model of `kind` for data described by `spec` (a DataSpec or a dataset with .spec)."""
     spec = getattr(spec, "spec", spec)
     cls = model_class(kind)
-    return cls(spec, from_dict(cls.Config, config, where=kind))
+    return cls(spec, from_dict(cls.Config, {**cls.config_defaults(spec), **config}, where=kind))
 
 
 def available() -> list[dict[str, Any]]:

@@ -155,6 +155,11 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         """Training options this family prefers (e.g. EMA for diffusion); the user's options win."""
         return {}
 
+    @classmethod
+    def config_defaults(cls, spec: DataSpec) -> dict[str, Any]:
+        """Model options this family prefers for this data (a recipe known to work); the user's options win."""
+        return {}
+
     @abstractmethod
     def forward(self, x: torch.Tensor, y: torch.Tensor, phase: str = "model", step: int = 0):
         """One phase's loss on a batch: (scalar loss, {name: scalar tensor} to log)."""

@@ -27,6 +27,13 @@ from ..nn import MLP, Attention, activation, fourier_features
 from .base import GenerativeModel, generator
 
 LOSSES = ("minimax", "ns", "wgan", "wgan-gp", "hinge", "lsgan")
+# the defaults on the 2-D mixtures: the settings that captured every mode on every seed (docs/BENCHMARKS.md §13)
+MIXTURE_RECIPES = {
+    "gaussians8": {"model": {"latent_dim": 2, "minibatch_std": True},
+                   "train": {"lr": 1e-3, "batch_size": 256, "schedule": "cosine"}},
+    "gaussians25": {"model": {"latent_dim": 2, "minibatch_std": True, "r1": 0.1},
+                    "train": {"lr": 1e-3, "batch_size": 512, "schedule": "cosine"}},
+}
 
 
 @dataclass
@@ -34,7 +41,7 @@ class GANConfig:
     loss: str = "ns"  # minimax | ns | wgan | wgan-gp | hinge | lsgan
     n_critic: int = 0  # D steps per G step; 0: 5 for wgan / wgan-gp, else 1
     arch: str = "auto"  # auto (dcgan for images, mlp otherwise) | dcgan | mlp
-    latent_dim: int = 64  # size of the noise z fed to G
+    latent_dim: int = 64  # size of the noise z fed to G (2-D mixtures: 2, with minibatch_std, see MIXTURE_RECIPES)
     hidden: tuple[int, ...] = (256, 256, 256)  # MLP widths (G; D uses the same)
     fourier: int = 0  # MLP D: sin/cos features of its input at 2^k pi, k < fourier (Tancik et al. 2020)
     channels: tuple[int, ...] = (128, 64)  # DCGAN G widths from the smallest map up; D mirrors them
@@ -298,10 +305,17 @@ class GAN(GenerativeModel):
     def lr_scale(self) -> dict[str, float]:
         return {"discriminator": self.config.d_lr_ratio}
 
+    @classmethod
+    def config_defaults(cls, spec) -> dict[str, Any]:
+        return dict(MIXTURE_RECIPES.get(spec.name, {}).get("model", {}))
+
     def train_defaults(self) -> dict[str, Any]:
         wgan = self.config.loss in ("wgan", "wgan-gp")  # Gulrajani et al. 2017: Adam(1e-4, 0, 0.9)
-        return {"lr": 1e-4 if wgan else 2e-4, "betas": (0.0, 0.9) if wgan else (0.5, 0.999),  # DCGAN's Adam
-                "grad_clip": 0.0, "warmup_steps": 0, "schedule": "constant", "ema_decay": 0.999}
+        out = {"lr": 1e-4 if wgan else 2e-4, "betas": (0.0, 0.9) if wgan else (0.5, 0.999),  # DCGAN's Adam
+               "grad_clip": 0.0, "warmup_steps": 0, "schedule": "constant", "ema_decay": 0.999}
+        if not wgan:
+            out.update(MIXTURE_RECIPES.get(self.spec.name, {}).get("train", {}))
+        return out
 
     def after_step(self, phase: str) -> None:
         if phase == "discriminator" and self.config.loss == "wgan":  # Arjovsky et al. 2017
