@@ -164,28 +164,38 @@ def train(
         print(f"trained {kind} for {run.step} steps ({loss}{run.seconds:.0f} s); run directory: {run.path}")
 
 
-SAMPLE_OPTS_HELP = "a sampling option of the model's kind, key=value (`genlab models` lists them); repeatable"
+SAMPLE_OPTS_HELP = ("a sampling option of the model's kind, key=value; repeatable. Each also has a flag of its "
+                    "own: --KEY VALUE (e.g. --steps 20). `genlab models KIND` lists them")
+OPEN_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}  # --KEY VALUE for sampling options
 
 
-def _shorthand(name: str) -> str:
-    return f"shorthand for --opt {name}=VALUE"
-
-
-def _sample_options(model, opts: list[str], **shorthands) -> dict:
-    """--opt key=value items and shorthand flags (--steps 20) -> the model's sampling options, validated."""
+def _sample_options(model, opts: list[str], extra: list[str]) -> dict:
+    """--opt key=value items and --KEY VALUE flags (any sampling option of any kind, e.g. --steps 20) -> the
+    model's sampling options, validated (one line for an option its kind lacks, naming the kinds that have it)."""
     from .config import parse_overrides
     from .models import REGISTRY
 
     out = parse_overrides(opts, flag="--opt")
+    flags, rest = {}, list(extra)
+    while rest:
+        item = rest.pop(0)
+        if not item.startswith("--") or len(item) < 3:
+            raise GenlabError(f"unexpected argument '{item}'; see --help")
+        key, eq, value = item[2:].partition("=")
+        if not eq:
+            if not rest or rest[0].startswith("--"):
+                raise GenlabError(f"option --{key} needs a value")
+            value = rest.pop(0)
+        flags[key.replace("-", "_")] = value
     have = model.sample_option_defaults()
-    for key, value in shorthands.items():
-        if value is None:
-            continue
+    for key in flags:
         if key not in have:
             kinds = [k for k, c in REGISTRY.items() if key in c.sample_option_defaults()]
+            if not kinds:
+                raise GenlabError(f"no such option: --{key} (see --help, and `genlab models` for sampling options)")
             raise GenlabError(f"{model.kind} takes no --{key}; --{key} is for "
                               f"{', '.join(k.upper() + 's' for k in kinds)}")
-        out[key] = value
+    out.update(parse_overrides([f"{k}={v}" for k, v in flags.items()]))
     model.sample_options(**out)  # unknown names and bad values: one line
     return out
 
@@ -213,8 +223,9 @@ def _inpaint(model, run: Path, source: str, mask_name: str, n: int, seed: int, l
     return out
 
 
-@app.command()
+@app.command(context_settings=OPEN_OPTIONS)
 def sample(
+    ctx: typer.Context,
     run: Path = typer.Argument(..., help="run directory or saved model"),
     n: int = typer.Option(64, "--n", help="number of samples"),
     out: Path | None = typer.Option(None, "--out", help="FILE.png (grid), FILE.npz (arrays) or FILE.csv (tables)"),
@@ -222,11 +233,6 @@ def sample(
     label: int | None = typer.Option(None, help="class label for conditional models"),
     prompt: str | None = typer.Option(None),
     opt: list[str] = typer.Option([], "--opt", help=SAMPLE_OPTS_HELP),
-    sampler: str | None = typer.Option(None, help=_shorthand("sampler")),
-    steps: int | None = typer.Option(None, help=_shorthand("steps")),
-    guidance: float | None = typer.Option(None, help=_shorthand("guidance")),
-    eta: float | None = typer.Option(None, help=_shorthand("eta")),
-    drs: float | None = typer.Option(None, help=_shorthand("drs")),
     inpaint: str | None = typer.Option(None, help="fill the --mask region of IMAGE.png, FILE.npz or 'test' "
                                        "(the first --n test images)"),
     mask: str = typer.Option("center", help="with --inpaint: center|left|right|top|bottom|noise or a "
@@ -250,7 +256,7 @@ def sample(
     if n < 1:
         raise GenlabError(f"--n must be >= 1, got {n}")
     model = load_model(run, device=str(resolve_device(device)))
-    opts = _sample_options(model, opt, sampler=sampler, steps=steps, guidance=guidance, eta=eta, drs=drs)
+    opts = _sample_options(model, opt, ctx.args)
     if inpaint is not None:
         x = _inpaint(model, run, inpaint, mask, n, seed, label, resample, opts)
     elif translate is not None:
@@ -293,8 +299,9 @@ def sample(
     print(f"wrote {n} samples to {out}")
 
 
-@app.command("eval")
+@app.command("eval", context_settings=OPEN_OPTIONS)
 def eval_cmd(
+    ctx: typer.Context,
     run: Path = typer.Argument(..., help="run directory"),
     n: int | None = typer.Option(None, "--n", help="samples to generate and test examples to score for nll "
                                  "(default: 10,000 or the test split's size, and all test examples)"),
@@ -304,11 +311,6 @@ def eval_cmd(
     json_out: Path | None = typer.Option(None, "--json", help="also write the results here"),
     seed: int = typer.Option(0),
     opt: list[str] = typer.Option([], "--opt", help=SAMPLE_OPTS_HELP),
-    sampler: str | None = typer.Option(None, help=_shorthand("sampler")),
-    steps: int | None = typer.Option(None, help=_shorthand("steps")),
-    guidance: float | None = typer.Option(None, help=_shorthand("guidance")),
-    eta: float | None = typer.Option(None, help=_shorthand("eta")),
-    drs: float | None = typer.Option(None, help=_shorthand("drs")),
     device: str = typer.Option("auto"),
 ) -> None:
     """Evaluate a run on its test split with the protocol's metrics; writes RUN/eval.json and prints a table."""
@@ -319,8 +321,7 @@ def eval_cmd(
     from .runs import RunDir
 
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-    opts = _sample_options(RunDir.open(run).model(), opt, sampler=sampler, steps=steps, guidance=guidance,
-                           eta=eta, drs=drs)
+    opts = _sample_options(RunDir.open(run).model(), opt, ctx.args)
     result = evaluate(run, metrics=names, n=n, k=k, device=device, extractor=extractor, seed=seed,
                       sample_opts=opts)
     if json_out:

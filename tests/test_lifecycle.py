@@ -71,3 +71,18 @@ def test_a_table_too_small_to_split_is_refused_at_once(tmp_path, cli):
     f.write_text("a,b\n" + "".join(f"{i}.5,{'xy'[i % 2]}\n" for i in range(8)))
     test = genlab.load_dataset(f"csv:{f}", "test")
     assert len(test) == 2 and len(genlab.load_dataset(f"csv:{f}")) == 6
+
+
+def test_sampling_flags_are_generic_and_checked(tmp_path, cli):
+    run = train_cli("vae", tmp_path / "v", "--data", "moons", "--set", "latent_dim=2")
+    one_line_error(*cli("sample", run, "--seeed", "1")[::2], "no such option: --seeed")
+    one_line_error(*cli("sample", run, "--mean")[::2], "option --mean needs a value")
+    one_line_error(*cli("eval", run, "--steps", "5")[::2], "vae takes no --steps; --steps is for DDPMs")
+    code, out, err = cli("sample", run, "--n", "3", "--mean", "false", "--out", tmp_path / "a.npz")
+    assert code == 0, err
+    code, out, err = cli("sample", run, "--n", "3", "--opt", "mean=false", "--out", tmp_path / "b.npz")
+    assert code == 0, err
+    import numpy as np
+
+    a, b = np.load(tmp_path / "a.npz")["x"], np.load(tmp_path / "b.npz")["x"]
+    assert np.array_equal(a, b)
