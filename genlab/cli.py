@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from .errors import GenlabError
+from .errors import GenlabError, Interrupted
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Train, sample, evaluate and compare generative models.")
@@ -117,7 +117,9 @@ def train(
     sets: list[str] = typer.Option([], "--set", help="key=value (model option, train.X or data.X); repeatable"),
     config: Path | None = typer.Option(None, "--config", help="YAML file of options"),
     out: Path | None = typer.Option(None, "--out", help="run directory"),
-    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint"),
+    resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint "
+                                "(a new budget, --lr and logging options may be given; the model and data stay)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the run in --out with a new one"),
     seed: int | None = typer.Option(None),
     device: str | None = typer.Option(None, help="auto | cpu | cuda | mps"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -144,6 +146,9 @@ def train(
         if kind is not None and kind != rd.kind:
             raise GenlabError(f"{out} is a {rd.kind} run, not {kind}")
         kind, data_info = rd.kind, rd.data
+        if data is not None or sec["data"]:  # a change of data is refused by the trainer, naming it
+            name, opts = parse_name(data) if data is not None else (data_info["name"], data_info["opts"])
+            data_info = {"name": name, "opts": {**opts, **sec["data"]}}
         model_cfg = {**rd.model_config, **sec["model"]}
         budgets = ("steps", "epochs", "minutes")  # the saved budget stands unless a new one is given
         saved = {k: v for k, v in rd.train_config.items() if k not in budgets or (not budget and v is not None)}
@@ -157,7 +162,8 @@ def train(
     dataset = load_dataset(data_info["name"], "train", **data_info.get("opts", {}))
     torch.manual_seed(int(train_cfg.get("seed", 0)))  # the initial weights follow the seed
     model = create(kind, dataset.spec, **model_cfg)
-    run = run_training(model, dataset, out=out, resume=resume, data=data_info, **budget, **train_cfg)
+    run = run_training(model, dataset, out=out, resume=resume, overwrite=overwrite, data=data_info, **budget,
+                       **train_cfg)
     last = run.history[-1] if run.history else {}
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary line
         loss = f"loss {last['loss']:.4g}, " if "loss" in last else ""
@@ -428,11 +434,14 @@ def demo(out: Path | None = typer.Option(None, "--out", help="a new directory (d
 def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="genlab")
-    except GenlabError as e:
-        print(f"genlab: error: {e}", file=sys.stderr)
+    except Interrupted as e:
+        print(f"genlab: {e.cli or e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("genlab: interrupted; the last checkpoint is kept (continue with --resume)", file=sys.stderr)
+    except GenlabError as e:
+        print(f"genlab: error: {e.cli or e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:  # a second Ctrl-C while the first one's checkpoint is written, or outside training
+        print("genlab: interrupted at once; a run keeps its last complete checkpoint", file=sys.stderr)
         sys.exit(130)
 
 

@@ -1,10 +1,17 @@
-"""User-facing errors: one line, naming the problem and the fix. The CLI turns them into exit code 2."""
+"""User-facing errors: one line, naming the problem and the fix. The CLI turns them into exit code 2.
+
+A message that advises an action names the Python API's arguments (`resume=True`); `cli` may give the same
+advice in the command line's words (`--resume`), which the `genlab` command prints instead."""
 
 
 class GenlabError(Exception):
     """A mistake in the user's input (data, config, paths, options). Printed as one line, exit code 2."""
 
     exit_code = 2
+
+    def __init__(self, message: str, cli: str | None = None):
+        super().__init__(message)
+        self.cli = cli
 
 
 class CapabilityError(GenlabError, AttributeError):
@@ -15,3 +22,11 @@ class TrainingDiverged(GenlabError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
 
     exit_code = 1
+
+
+class Interrupted(GenlabError):
+    """Training was stopped by SIGINT (Ctrl-C) or SIGTERM after saving a checkpoint; exit 128 + the signal."""
+
+    def __init__(self, message: str, signum: int, cli: str | None = None):
+        super().__init__(message, cli)
+        self.exit_code = 128 + signum

@@ -8,6 +8,7 @@
     RUN/evals/KEY.json      one file per evaluation, KEY naming the protocol version and the options, so
                             evaluations with other samplers, sample counts or seeds live side by side
     RUN/eval.json           the latest evaluation (what the report shows)
+    RUN/.lock               held by the process training the run (a second writer is refused)
 
 A saved model (`model.save(dir)`) is a directory with config.json and model.safetensors only; it opens as a
 RunDir too, without history or data.
@@ -15,7 +16,10 @@ RunDir too, without history or data.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import shutil
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -23,8 +27,8 @@ from typing import Any
 from .errors import GenlabError
 from .io import atomic_write_json, file_sha256, read_json, read_jsonl
 
-CONFIG, WEIGHTS, EMA_WEIGHTS, METRICS, EVALS, LATEST_EVAL = (
-    "config.json", "model.safetensors", "ema.safetensors", "metrics.jsonl", "evals", "eval.json")
+CONFIG, WEIGHTS, EMA_WEIGHTS, METRICS, EVALS, LATEST_EVAL, LOCK = (
+    "config.json", "model.safetensors", "ema.safetensors", "metrics.jsonl", "evals", "eval.json", ".lock")
 
 
 class RunDir:
@@ -54,6 +58,50 @@ class RunDir:
 
         return (self.path / CONFIG).is_file() and ((self.path / METRICS).exists()
                                                   or checkpoint_dir(self.path) is not None)
+
+    # ---- the writer's lock, and what a killed writer leaves behind
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold RUN/.lock while training writes the run: a second writer is refused in one line. The kernel
+        releases the lock of a process that dies, so a stale lock file from a killed run blocks nothing."""
+        try:
+            import fcntl
+        except ImportError:  # no flock on this platform: no lock
+            yield
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        f = open(self.path / LOCK, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            pid = f.read().strip() or "unknown"
+            f.close()
+            raise GenlabError(f"{self.path} is being written by another genlab process (pid {pid}); wait for it "
+                              "to finish or choose another out") from None
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+
+    def clean_leftovers(self) -> list[Path]:
+        """Remove the half-written files a kill during a write leaves (.checkpoint-* folders, .tmp-* files) in
+        the folders training writes; call it holding the lock."""
+        found = [*self.path.glob(".checkpoint-*"), *self.path.glob(".tmp-*"), *self.path.glob("samples/.tmp-*")]
+        for p in found:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        return found
+
+    def is_empty(self) -> bool:
+        """No files but a lock and leftovers of an interrupted write."""
+        if not self.path.exists():
+            return True
+        return all(p.name == LOCK or p.name.startswith((".tmp-", ".checkpoint-")) for p in self.path.iterdir())
 
     # ---- config.json
     @cached_property

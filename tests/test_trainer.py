@@ -32,6 +32,13 @@ def _strip_time(path):
     return [{k: v for k, v in r.items() if k not in ("time", "images_per_s")} for r in rows]
 
 
+def _checkpoint_step(state) -> int:
+    try:
+        return json.loads(state.read_text())["step"]
+    except (OSError, ValueError, KeyError):  # not written yet, or being swapped in
+        return -1
+
+
 def test_resume_after_kill_is_exact(tmp_path):
     """200 steps in one go == 100 steps, SIGKILL, --resume, the rest: identical weights, EMA and logs."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -42,7 +49,7 @@ def test_resume_after_kill_is_exact(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = two / "checkpoint" / "state.json"
     deadline = time.time() + 120
-    while not state.is_file() and time.time() < deadline:
+    while _checkpoint_step(state) < 100 and time.time() < deadline:  # step 0's checkpoint comes first
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -139,7 +146,7 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
 def test_existing_run_is_never_overwritten(tmp_path):
     _small_run(tmp_path, "x", steps=5)
     before = (tmp_path / "x" / "model.safetensors").read_bytes()
-    with pytest.raises(GenlabError, match="holds a run; pass --resume"):
+    with pytest.raises(GenlabError, match="holds a run; pass resume=True to continue it, overwrite=True"):  # API words
         _small_run(tmp_path, "x", steps=5)
     assert (tmp_path / "x" / "model.safetensors").read_bytes() == before
 

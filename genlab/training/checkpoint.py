@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ..errors import GenlabError
 from ..io import load_tensors, save_tensors, umask
 
 
@@ -28,8 +29,12 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+CURRENT, PREVIOUS = "checkpoint", "checkpoint.old"
+
+
 def write_checkpoint_dir(run: Path, files: dict[str, Any]) -> None:
     """Write a complete checkpoint into run/checkpoint atomically: build it in a temp folder, then swap folders.
+    The checkpoint it replaces stays as run/checkpoint.old, the fallback should the newer one be damaged.
 
     `files` maps file name -> tensors dict (.safetensors), JSON-able dict (.json) or torch-saveable state (.pt,
     plain tensors and containers only, read back with weights_only=True)."""
@@ -43,29 +48,61 @@ def write_checkpoint_dir(run: Path, files: dict[str, Any]) -> None:
                 (tmp / name).write_text(json.dumps(obj, indent=2))
             else:
                 torch.save(obj, tmp / name)
-        final, old = run / "checkpoint", run / "checkpoint.old"
+        final, old = run / CURRENT, run / PREVIOUS
         if final.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
         os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def checkpoint_dirs(run: Path) -> list[Path]:
+    """The complete checkpoints, newest first: run/checkpoint, then run/checkpoint.old."""
+    return [d for d in (run / CURRENT, run / PREVIOUS) if (d / "state.json").is_file()]
+
+
 def checkpoint_dir(run: Path) -> Path | None:
-    """The newest complete checkpoint: run/checkpoint, or run/checkpoint.old if a swap was interrupted."""
-    for d in (run / "checkpoint", run / "checkpoint.old"):
-        if (d / "state.json").is_file():
-            return d
-    return None
+    found = checkpoint_dirs(run)
+    return found[0] if found else None
 
 
 def read_checkpoint(d: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {"state": json.loads((d / "state.json").read_text())}
+    """Every file of a checkpoint; a damaged or missing file is a one-line GenlabError naming it."""
+    try:
+        state = json.loads((d / "state.json").read_text())
+        if not all(isinstance(state.get(k), (int, float)) for k in ("step", "draws", "elapsed")):
+            raise ValueError("step, draws and elapsed must be numbers")
+    except (OSError, ValueError, AttributeError) as e:
+        raise GenlabError(f"{d / 'state.json'} is damaged ({e})") from None
+    out: dict[str, Any] = {"state": state}
     for f in d.iterdir():
         if f.suffix == ".safetensors":
             out[f.stem] = load_tensors(f)
         elif f.suffix == ".pt":
-            out[f.stem] = torch.load(f, map_location="cpu", weights_only=True)
+            try:
+                out[f.stem] = torch.load(f, map_location="cpu", weights_only=True)
+            except Exception as e:  # truncated or foreign: torch raises several types
+                raise GenlabError(f"{f} is damaged ({type(e).__name__})") from None
+    missing = {"model", "optim", "rng"} - set(out)
+    if missing:
+        raise GenlabError(f"{d} is incomplete (no {', '.join(sorted(missing))})")
     return out
+
+
+def read_latest_checkpoint(run: Path, warn) -> tuple[dict[str, Any], Path]:
+    """The newest checkpoint that reads whole; `warn(line)` says when a damaged one is passed over."""
+    found = checkpoint_dirs(run)
+    if not found:
+        raise GenlabError(f"{run} has no checkpoint to resume from")
+    errors = []
+    for d in found:
+        try:
+            ck = read_checkpoint(d)
+        except GenlabError as e:
+            errors.append(str(e))
+            continue
+        if errors:
+            warn(f"{errors[0]}; resuming from the previous checkpoint, {d} (step {ck['state']['step']})")
+        return ck, d
+    raise GenlabError(f"cannot resume {run}: {'; '.join(errors)}")

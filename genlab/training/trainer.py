@@ -13,6 +13,9 @@ import contextlib
 import json
 import math
 import os
+import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +27,12 @@ from torch import nn
 
 from ..config import check, from_dict, to_dict
 from ..data.dataset import GenDataset
-from ..errors import GenlabError, TrainingDiverged
-from ..io import atomic_write_bytes, atomic_write_json
+from ..errors import GenlabError, Interrupted, TrainingDiverged
+from ..io import atomic_write_bytes
 from ..models.base import GenerativeModel
 from .checkpoint import (
     checkpoint_dir,
-    read_checkpoint,
+    read_latest_checkpoint,
     rng_state,
     set_rng_state,
     write_checkpoint_dir,
@@ -260,10 +263,14 @@ class Trainer:
             dist.all_reduce(ok, op=dist.ReduceOp.MIN)
         if ok.item() < 1:
             ck = checkpoint_dir(self.run)
-            kept = (f"the last good checkpoint (step {json.loads((ck / 'state.json').read_text())['step']}) is kept "
-                    f"in {ck}" if ck else "no checkpoint had been written yet")
-            raise TrainingDiverged(f"training diverged: the {phase} loss became {loss.item()} at step {self.step}; "
-                                   f"{kept}; lower --lr or set train.grad_clip, then --resume")
+            what = f"training diverged: the {phase} loss became {loss.item()} at step {self.step}"
+            if ck is None:
+                raise TrainingDiverged(f"{what}; train again with a lower lr (or set grad_clip)")
+            kept = f"the last good checkpoint (step {json.loads((ck / 'state.json').read_text())['step']}) is in {ck}"
+            raise TrainingDiverged(f"{what}; {kept}: resume from it with a lower learning rate, "
+                                   f"train(..., out='{self.run}', resume=True, lr=...)",
+                                   cli=f"{what}; {kept}: resume from it with a lower learning rate, "
+                                       f"genlab train --resume --out {self.run} --lr LR")
 
     # ---- checkpoints
     def save_checkpoint(self) -> None:
@@ -282,10 +289,9 @@ class Trainer:
             dist.barrier()
 
     def _load_checkpoint(self) -> None:
-        d = checkpoint_dir(self.run)
-        if d is None:
-            raise GenlabError(f"{self.run} has no checkpoint to resume from; start a new run without --resume")
-        ck = read_checkpoint(d)
+        import sys
+
+        ck, _ = read_latest_checkpoint(self.run, warn=lambda line: print(f"genlab: {line}", file=sys.stderr))
         self.model.load_state_dict(ck["model"])
         for name, opt in self.optimizers.items():
             opt.load_state_dict(ck["optim"][name])
@@ -296,11 +302,27 @@ class Trainer:
         set_rng_state(ck["rng"])
         if self.distributed:  # the checkpoint holds rank 0's stream; give each process its own again
             torch.manual_seed(self.cfg.seed * 1000 + self.rank + 7919 * self.step)
+        if self.main:  # the run's weights are the checkpoint's again (a damaged model.safetensors is rewritten)
+            self.model.save(self.run, self.ema.state if self.ema else None)
         if self.main:  # forget what was logged after the checkpoint: those steps are done again
             f = self.run / "metrics.jsonl"
             if f.is_file():
                 keep = [ln for ln in f.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
                 atomic_write_bytes(f, ("\n".join(keep) + "\n" if keep else "").encode())
+
+    # ---- interruption: a checkpoint at the current step, then one line
+    def _stopping(self, signum: int) -> bool:
+        if not self.distributed:
+            return signum != 0
+        flag = torch.tensor([float(signum)], device=self.device)  # any process signalled: all stop together
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return flag.item() > 0
+
+    def _interrupted(self, signum: int):
+        name = signal.Signals(signum).name if signum else "another process"
+        where = f"stopped by {name} at step {self.step}; the checkpoint is in {self.run / 'checkpoint'}"
+        raise Interrupted(f"{where}: continue with train(..., out='{self.run}', resume=True)", signum or 2,
+                          cli=f"{where}: continue with genlab train --resume --out {self.run}")
 
     # ---- samples and diagnostics, on the main process, never touching the training RNG streams
     @contextlib.contextmanager
@@ -361,9 +383,14 @@ class Trainer:
         count, window_start = 0, time.perf_counter()
         last = time.perf_counter()
         self.model.train()
+        if self.step == 0:  # resumable from the start: a kill before the first periodic checkpoint loses nothing
+            self.save_checkpoint()
         final = self.done()  # once per step: under DDP with a minutes budget it is a broadcast
-        with bar:
+        with bar, _StopSignals() as stop:
             while not final:
+                if self._stopping(stop.signum):
+                    self.save_checkpoint()
+                    self._interrupted(stop.signum)
                 logs = self.train_step()
                 self.step += 1
                 now = time.perf_counter()
@@ -382,7 +409,8 @@ class Trainer:
                     if diag:
                         record.update(self.diagnostics())
                     self.log(record)
-                    bar.update(self.step, self.elapsed, record.get("loss", next(iter(sums.values()))), rate)
+                    loss = next((v for k, v in record.items() if k == "loss" or k.endswith("/loss")), math.nan)
+                    bar.update(self.step, self.elapsed, loss, rate)
                     sums, count, window_start = {}, 0, time.perf_counter()
                 if self.main and (self.step % every_sample == 0 or final):
                     self.write_samples()
@@ -393,6 +421,35 @@ class Trainer:
             self.tb.close()
         if self.channels_last:  # hand the model back in the standard layout, as it was given
             self.model.to(memory_format=torch.contiguous_format)
+
+
+class _StopSignals:
+    """While training: the first SIGINT (Ctrl-C) or SIGTERM is noted (`signum`) so the loop can save a checkpoint
+    at the end of its step and stop; the handlers are then put back, so a second signal stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum = 0
+        self.saved: dict[int, Any] = {}
+
+    def _note(self, signum, frame) -> None:
+        self.signum = signum
+        self._restore()
+
+    def _restore(self) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        self.saved = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            for sig in self.SIGNALS:
+                self.saved[sig] = signal.signal(sig, self._note)
+        return self
+
+    def __exit__(self, *exc):
+        self._restore()
 
 
 class _Progress:
@@ -426,31 +483,108 @@ class _Progress:
             self.p.__exit__(*exc)
 
 
+# training options a resumed run may change (recorded in config.json's "history"); the rest make the weights
+RESUMABLE = {"steps", "epochs", "minutes", "lr", "grad_clip", "log_every", "sample_every", "checkpoint_every",
+             "diag_every", "device", "tensorboard", "progress"}
+
+
+def _check_resume(run, model: GenerativeModel, cfg: TrainConfig, data_info: dict[str, Any]) -> dict[str, list]:
+    """What a resume changes, as {option: [old, new]}; a change to the model, the data or a training option
+    outside RESUMABLE is a one-line error naming it."""
+    meta = run.meta
+
+    def refuse(what: str):
+        raise GenlabError(f"resume cannot change {what}; start a new run (another out, or overwrite=True)",
+                          cli=f"--resume cannot change {what}; start a new run (another --out, or --overwrite)")
+
+    if model.kind != meta["kind"]:
+        refuse(f"the model kind ({meta['kind']} -> {model.kind})")
+    for k, v in to_dict(model.config).items():
+        if meta["config"].get(k, v) != v:
+            refuse(f"the model option {k} (the run's weights were made with {meta['config'][k]!r}, got {v!r})")
+    old_data = {"name": meta["data"]["name"], "opts": meta["data"].get("opts", {})}
+    if {"name": data_info["name"], "opts": data_info.get("opts", {})} != old_data:
+        refuse(f"the data (the run trains on {old_data['name']}, got {data_info['name']})")
+    changed = {}
+    for k, v in to_dict(cfg).items():
+        old = meta["train"].get(k, v)
+        if old != v:
+            if k not in RESUMABLE:
+                refuse(f"the training option {k} ({old!r} -> {v!r}), which shapes how the weights are made")
+            changed[k] = [old, v]
+    return changed
+
+
 def train(model: GenerativeModel, dataset: GenDataset, *, steps: int | None = None, epochs: float | None = None,
           minutes: float | None = None, out: str | Path | None = None, resume: bool = False,
-          data: dict[str, Any] | None = None, **options: Any) -> Run:
+          overwrite: bool = False, data: dict[str, Any] | None = None, **options: Any) -> Run:
     """Train `model` on `dataset` with exactly one budget; write the run directory `out`; return a Run.
 
     options are TrainConfig fields (batch_size, lr, ema_decay, seed, device, ...); a family's preferences
-    (model.train_defaults()) fill what the caller leaves out."""
+    (model.train_defaults()) fill what the caller leaves out. resume=True continues the run in `out` from its
+    newest checkpoint (the budget, lr and logging may change, recorded in config.json's history; the model and
+    data may not); overwrite=True replaces a run in `out`. The run directory is locked while training."""
+    from ..runs import RunDir
+
     budget = {k: v for k, v in (("steps", steps), ("epochs", epochs), ("minutes", minutes)) if v is not None}
     cfg = from_dict(TrainConfig, {**model.train_defaults(), **options, **budget}, where="train")
     if dataset.spec.shape != model.spec.shape:
         raise GenlabError(f"the model was built for data of shape {model.spec.shape}, "
                           f"the dataset has {dataset.spec.shape}")
+    if resume and overwrite:
+        raise GenlabError("resume=True and overwrite=True contradict each other: choose one",
+                          cli="--resume and --overwrite contradict each other: choose one")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run = Path(out) if out is not None else Path("runs") / f"{model.kind}-{dataset.spec.name.split(':')[0]}-{stamp}"
-    if resume and not is_run(run):
-        raise GenlabError(f"{run} is not a genlab run, nothing to resume; start one with genlab train ... --out {run}")
-    if not resume and run.exists() and any(run.iterdir()):
-        what = "holds a run" if is_run(run) else "is not empty"
-        raise GenlabError(f"{run} {what}; pass --resume to continue it or choose another --out")
-    run.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(model, dataset, cfg, run, data or {"name": dataset.spec.name}, resume)
-    if trainer.main:
-        meta = {**model.describe(), "train": to_dict(cfg), "data": trainer.data_info, "seed": cfg.seed,
-                "world_size": trainer.world}
-        atomic_write_json(run / "config.json", meta)
-    t0 = time.perf_counter()
-    trainer.fit()
-    return Run(run, model, trainer.step, time.perf_counter() - t0)
+    run = RunDir(out if out is not None else Path("runs") / f"{model.kind}-{dataset.spec.name.split(':')[0]}-{stamp}")
+    data_info = data or {"name": dataset.spec.name}
+    if resume and not run.is_run:
+        raise GenlabError(f"{run.path} is not a genlab run, nothing to resume; start one with train(..., "
+                          f"out='{run.path}')", cli=f"{run.path} is not a genlab run, nothing to resume; start one "
+                          f"with genlab train KIND --data NAME --out {run.path}")
+    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun, process 0 owns the run directory
+    if main and not resume and not overwrite and not run.is_empty():
+        what = "holds a run" if run.is_run else "is not empty"
+        raise GenlabError(f"{run.path} {what}; pass resume=True to continue it, overwrite=True to replace it, or "
+                          "choose another out", cli=f"{run.path} {what}; pass --resume to continue it, --overwrite to "
+                          "replace it, or choose another --out")
+    if overwrite and run.path.exists() and not run.is_run and not run.is_empty():
+        raise GenlabError(f"{run.path} is not a genlab run; overwrite replaces runs only: choose another out",
+                          cli=f"{run.path} is not a genlab run; --overwrite replaces runs only: choose another --out")
+    created = not run.path.exists()
+    trainer = None
+    try:
+        with run.lock() if main else contextlib.nullcontext():
+            if main and overwrite:
+                _clear(run.path)
+            if main:
+                run.clean_leftovers()
+            changed = _check_resume(run, model, cfg, data_info) if resume else {}
+            try:
+                trainer = Trainer(model, dataset, cfg, run.path, data_info, resume)
+                if trainer.main:
+                    history = run.meta.get("history", []) if resume else []
+                    if changed:
+                        history = [*history, {"step": trainer.step, "resumed": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                              "changed": changed}]
+                    meta = {**model.describe(), "train": to_dict(cfg), "data": trainer.data_info, "seed": cfg.seed,
+                            "world_size": trainer.world, **({"history": history} if history else {})}
+                    run.write_meta(meta)
+                t0 = time.perf_counter()
+                trainer.fit()
+            except GenlabError as e:
+                # a new run that failed on its options before its first step is no run: leave the folder as found
+                if main and not resume and not isinstance(e, (Interrupted, TrainingDiverged)) and (
+                        trainer is None or trainer.step == 0):
+                    _clear(run.path)
+                raise
+    finally:
+        if main and created and run.is_empty():
+            shutil.rmtree(run.path, ignore_errors=True)
+    return Run(run.path, model, trainer.step, time.perf_counter() - t0)
+
+
+def _clear(folder: Path) -> None:
+    """Remove everything in a run folder but its lock."""
+    for p in folder.iterdir():
+        if p.name != ".lock":
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
