@@ -1,17 +1,29 @@
-"""A run's lifecycle through the CLI: what is already written is never lost or overwritten."""
+"""A run's lifecycle through the CLI: what is already written is never lost or overwritten; an interrupted,
+killed, damaged or diverged run resumes as its messages say; bad input is refused in one line."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import pytest
+import torch
 from helpers import one_line_error, train_cli
+from safetensors.torch import load_file
 
 from genlab.cli import fresh_dir
 
 
 def _hashes(root):
+    """sha256 of every file but the writer's lock (which holds the pid of the last process to take it)."""
     return {p.relative_to(root): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+            if p.is_file() and p.name != ".lock"}
 
 
 def test_demo_never_writes_over_an_existing_run(tmp_path, cli):
@@ -86,3 +98,161 @@ def test_sampling_flags_are_generic_and_checked(tmp_path, cli):
 
     a, b = np.load(tmp_path / "a.npz")["x"], np.load(tmp_path / "b.npz")["x"]
     assert np.array_equal(a, b)
+
+
+# ---- interruption and resume, through the command line in child processes
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ["train", "vae", "--data", "mnist5k", "--steps", "200", "--batch-size", "32", "--seed", "3", "--set",
+       "channels=[8,16]", "--set", "train.ema_decay=0.9", "--set", "train.log_every=1", "--set",
+       "train.checkpoint_every=1000", "--no-progress"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _genlab(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "genlab", *map(str, args)], env=ENV, cwd=ROOT,
+                          capture_output=True, text=True, **kw)
+
+
+def _start(out):
+    return subprocess.Popen([sys.executable, "-m", "genlab", *RUN, "--out", str(out)], env=ENV, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_step(run, step: int, proc) -> None:
+    """Until metrics.jsonl has logged `step` (log_every=1), or the process ended."""
+    f = run / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if f.is_file() and len(f.read_text().splitlines()) >= step:
+            return
+        time.sleep(0.005)
+
+
+def _same_weights(a, b) -> bool:
+    for name in ("model.safetensors", "ema.safetensors"):
+        wa, wb = load_file(str(a / name)), load_file(str(b / name))
+        if wa.keys() != wb.keys() or not all(torch.equal(wa[k], wb[k]) for k in wa):
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    assert _genlab(*RUN, "--out", out).returncode == 0
+    return out
+
+
+@pytest.mark.parametrize("how,at", [("kill", 1), ("kill", 57), ("int", 1), ("int", 83), ("term", 41)])
+def test_interrupted_runs_resume_to_the_same_weights(reference, tmp_path, how, at):
+    out = tmp_path / "run"
+    proc = _start(out)
+    _wait_for_step(out, at, proc)
+    proc.send_signal({"kill": signal.SIGKILL, "int": signal.SIGINT, "term": signal.SIGTERM}[how])
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0, "the run finished before the signal; make its steps slower"
+    step = json.loads((out / "checkpoint" / "state.json").read_text())["step"]
+    if how == "kill":
+        assert proc.returncode == -signal.SIGKILL and step == 0  # the step-0 checkpoint: resumable from the start
+    else:
+        code = 128 + (signal.SIGINT if how == "int" else signal.SIGTERM)
+        name = "SIGINT" if how == "int" else "SIGTERM"
+        assert proc.returncode == code and step >= at
+        assert err.strip() == (f"genlab: stopped by {name} at step {step}; the checkpoint is in {out / 'checkpoint'}"
+                               f": continue with genlab train --resume --out {out}")
+    done = _genlab("train", "--resume", "--out", out, "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert _same_weights(reference, out)
+
+
+def test_a_second_writer_is_refused_while_the_first_finishes_unharmed(tmp_path, cli):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "genlab", *RUN, "--steps", "1500", "--out", str(out)], env=ENV,
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_step(out, 20, proc)
+    config = (out / "config.json").read_text()
+    for extra in (["--resume"], ["--overwrite", "vae", "--data", "mnist5k", "--steps", "5"]):
+        code, _, err = cli("train", *extra, "--out", out, "--no-progress")
+        assert proc.poll() is None, "the first run ended before the second writer came"
+        one_line_error(code, err, "is being written by another genlab process (pid ")
+    assert proc.wait(timeout=300) == 0
+    assert (out / "config.json").read_text() == config and load_file(str(out / "model.safetensors"))
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 1501))
+
+
+def test_resume_changes_what_may_change_and_records_it(reference, tmp_path, cli):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    before = _hashes(out)
+    for args, pattern in ((["--set", "latent_dim=4"], "--resume cannot change the model option latent_dim (the "
+                                                       "run's weights were made with 16, got 4)"),
+                          (["--set", "beta=3"], "--resume cannot change the model option beta"),
+                          (["--data", "digits"], "--resume cannot change the data (the run trains on mnist5k"),
+                          (["--batch-size", "64"], "--resume cannot change the training option batch_size"),
+                          (["--overwrite"], "--resume and --overwrite contradict each other")):
+        one_line_error(*cli("train", "--resume", "--out", out, "--no-progress", *args)[::2], pattern)
+    assert _hashes(out) == before
+    code, _, err = cli("train", "--resume", "--out", out, "--no-progress", "--lr", "0.01", "--steps", "210")
+    assert code == 0, err
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["train"]["lr"] == 0.01 and meta["train"]["steps"] == 210
+    (entry,) = meta["history"]
+    assert entry["step"] == 200 and entry["changed"] == {"lr": [0.001, 0.01], "steps": [200, 210]}
+
+
+def test_damaged_checkpoints_fall_back_or_say_so(reference, tmp_path, cli):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    code, _, err = cli("train", "--resume", "--out", out, "--no-progress", "--steps", "230")
+    assert code == 0, err  # after that resume: checkpoint = step 230, checkpoint.old = step 200
+    (out / "checkpoint" / "optim.pt").write_bytes((out / "checkpoint" / "optim.pt").read_bytes()[:100])
+    (out / "model.safetensors").write_bytes(b"\0" * 10)
+    (out / ".checkpoint-x1").mkdir()
+    (out / ".tmp-y2.json").write_text("{")
+    code, _, err = cli("train", "--resume", "--out", out, "--no-progress", "--steps", "230")
+    assert code == 0 and "optim.pt is damaged (" in err and "resuming from the previous checkpoint" in err
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == 230
+    assert load_file(str(out / "model.safetensors"))  # rewritten whole
+    assert not (out / ".checkpoint-x1").exists() and not (out / ".tmp-y2.json").exists()
+    for d in ("checkpoint", "checkpoint.old"):
+        (out / d / "state.json").write_text("not json")
+    one_line_error(*cli("train", "--resume", "--out", out, "--no-progress")[::2], "state.json is damaged")
+
+
+def test_a_diverged_run_resumes_as_its_message_says(tmp_path):
+    out = tmp_path / "run"
+    first = _genlab("train", "vae", "--data", "digits", "--steps", "30", "--lr", "1e12", "--set",
+                    "train.grad_clip=0", "--no-progress", "--out", out)
+    assert first.returncode == 1 and len(first.stderr.strip().splitlines()) == 1, first.stderr
+    advice = first.stderr.strip().split("resume from it with a lower learning rate, ")[1]
+    assert advice == f"genlab train --resume --out {out} --lr LR"
+    again = _genlab(*advice.replace("LR", "1e-3").split()[1:], "--set", "train.grad_clip=1", "--no-progress")
+    assert again.returncode == 0, again.stderr
+
+
+def test_a_run_that_fails_on_its_options_leaves_no_folder(tmp_path, cli):
+    out = tmp_path / "run"
+    one_line_error(*cli("train", "cyclegan", "--data", "digits", "--set", "target=no-such-data", "--steps", "2",
+                        "--no-progress", "--out", out)[::2], "unknown dataset 'no-such-data'")
+    assert not out.exists()
+    code, _, err = cli("train", "cyclegan", "--data", "digits", "--set", "target=digits", "--set", "channels=4",
+                       "--set", "d_channels=4", "--set", "res_blocks=1", "--steps", "2", "--no-progress", "--out", out)
+    assert code == 0, err
+
+
+def test_the_progress_bar_shows_mean_losses(tmp_path, monkeypatch):
+    import genlab
+    from genlab.training import trainer
+
+    shown = []
+    monkeypatch.setattr(trainer._Progress, "update", lambda self, step, elapsed, loss, rate: shown.append(loss))
+    data = genlab.load_dataset("gaussians8")
+    model = genlab.create("gan", data.spec, hidden=(16, 16))
+    run = genlab.train(model, data, steps=40, out=tmp_path / "g", log_every=20, batch_size=64)
+    logged = [r["discriminator/loss"] for r in run.history]
+    assert len(shown) == len(logged) >= 2 and shown == pytest.approx(logged)  # means, not sums over the window
