@@ -61,9 +61,24 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """One JSON object per line (metrics.jsonl); a missing file is empty."""
+    """One JSON object per line (metrics.jsonl); a missing file is empty. A last line cut short (the writer was
+    killed mid-line) is dropped; a damaged line before it is a one-line error."""
     path = Path(path)
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    if not path.is_file():
+        return []
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    out = []
+    for i, line in enumerate(lines):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            if i == len(lines) - 1:
+                break
+            raise GenlabError(f"{path} line {i + 1} is damaged ({e}); remove that line") from None
+        out.append(record)
+    return out
 
 
 def save_tensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:

@@ -256,3 +256,18 @@ def test_the_progress_bar_shows_mean_losses(tmp_path, monkeypatch):
     run = genlab.train(model, data, steps=40, out=tmp_path / "g", log_every=20, batch_size=64)
     logged = [r["discriminator/loss"] for r in run.history]
     assert len(shown) == len(logged) >= 2 and shown == pytest.approx(logged)  # means, not sums over the window
+
+
+def test_a_metrics_line_cut_short_by_a_kill_is_dropped(tmp_path, cli):
+    run = train_cli("ae", tmp_path / "r", "--data", "digits")
+    f = run / "metrics.jsonl"
+    lines = f.read_text().splitlines()
+    f.write_text("\n".join(lines) + '\n{"step": 31, "lo')
+    code, _, err = cli("report", run, "--no-figures")
+    assert code == 0, err
+    code, _, err = cli("train", "--resume", "--out", run, "--steps", "35", "--no-progress")
+    assert code == 0, err
+    steps = [json.loads(line)["step"] for line in f.read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 35 and 30 in steps and 31 not in steps
+    f.write_text(lines[0] + "\n{oops\n" + "\n".join(lines[1:]) + "\n")
+    one_line_error(*cli("report", run, "--no-figures")[::2], "metrics.jsonl line 2 is damaged")

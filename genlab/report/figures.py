@@ -43,12 +43,6 @@ def model_figures(run: str | Path, n: int = 10, seed: int = 0) -> list[Path]:
 
 
 def _last_kl(run: Path) -> list[float] | None:
-    import json
+    from ..runs import RunDir
 
-    f = run / "metrics.jsonl"
-    if not f.is_file():
-        return None
-    for line in reversed(f.read_text().splitlines()):
-        if line.strip() and "kl_per_dim" in (r := json.loads(line)):
-            return r["kl_per_dim"]
-    return None
+    return next((r["kl_per_dim"] for r in reversed(RunDir(run).history) if "kl_per_dim" in r), None)

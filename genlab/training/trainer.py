@@ -28,7 +28,7 @@ from torch import nn
 from ..config import check, from_dict, to_dict
 from ..data.dataset import GenDataset
 from ..errors import GenlabError, Interrupted, TrainingDiverged
-from ..io import atomic_write_bytes
+from ..io import atomic_write_bytes, read_jsonl
 from ..models.base import GenerativeModel
 from .checkpoint import (
     checkpoint_dir,
@@ -307,7 +307,7 @@ class Trainer:
         if self.main:  # forget what was logged after the checkpoint: those steps are done again
             f = self.run / "metrics.jsonl"
             if f.is_file():
-                keep = [ln for ln in f.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
+                keep = [json.dumps(r) for r in read_jsonl(f) if r.get("step", 0) <= self.step]
                 atomic_write_bytes(f, ("\n".join(keep) + "\n" if keep else "").encode())
 
     # ---- interruption: a checkpoint at the current step, then one line
