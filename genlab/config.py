@@ -2,6 +2,9 @@
 
 Every config is a plain dataclass. `from_dict` rejects unknown keys (suggesting the closest name), coerces
 values to the field's type, and lets the dataclass's own `__post_init__` reject bad values with a GenlabError.
+Components nest: a field typed as a dataclass is a section of options (`sampler.eta`), a field typed `dict` a
+section its owner validates against a class chosen at build time (a denoiser's options, `net.channels`);
+`--set sampler.eta=0.5` and YAML mappings reach both.
 """
 
 from __future__ import annotations
@@ -59,6 +62,10 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         item = args[0] if args else Any
         out = [_coerce(v, item, name) for v in value]
         return tuple(out) if origin is tuple else out
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise GenlabError(f"option '{name}' expects a mapping of options, got {value!r}")
+        return dict(value)
     if tp is Any:
         return value
     if tp is bool:
@@ -94,21 +101,78 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     return value
 
 
-def from_dict(cls: type[T], d: dict[str, Any] | None, where: str = "model") -> T:
-    """Build dataclass `cls` from `d`, rejecting unknown keys and coercing types; __post_init__ validates."""
-    d = dict(d or {})
-    names = field_names(cls)
-    for key in d:
-        if key not in names:
-            raise unknown_key_error(key, names, where)
+def _is_section(tp: Any) -> bool:
+    """A field that holds options of its own: a nested dataclass, or a dict validated by its owner."""
+    return (isinstance(tp, type) and dataclasses.is_dataclass(tp)) or typing.get_origin(tp) is dict or tp is dict
+
+
+def _route_dotted(cls: type, d: dict[str, Any], where: str, prefix: str) -> dict[str, Any]:
+    """{'net': {'mults': [1, 2]}, 'net.channels': 64} -> {'net': {'mults': [1, 2], 'channels': 64}}: a dotted key
+    goes into the section its head names, in order, so a later key wins over an earlier one."""
     hints = typing.get_type_hints(cls)
-    kwargs = {k: _coerce(v, hints[k], k) for k, v in d.items()}
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        head, dot, rest = key.partition(".")
+        if head not in hints:
+            raise unknown_key_error(prefix + head, [prefix + n for n in field_names(cls)], where)
+        if not _is_section(hints[head]):
+            if dot:
+                raise GenlabError(f"{where} option '{prefix}{head}' has no sub-options (got '{prefix}{key}')")
+            out[key] = value
+            continue
+        if value is not None and not isinstance(value, dict) and not dot:
+            out[key] = value  # an instance of the section's dataclass, or a value _coerce will refuse
+            continue
+        section = out.get(head)
+        section = dataclasses.asdict(section) if dataclasses.is_dataclass(section) else dict(section or {})
+        out[head] = {**section, rest: value} if dot else {**section, **(value or {})}
+    return out
+
+
+def from_dict(cls: type[T], d: dict[str, Any] | None, where: str = "model", prefix: str = "") -> T:
+    """Build dataclass `cls` from `d`, rejecting unknown keys and coercing types; __post_init__ validates.
+
+    Sections: a field typed as a dataclass is built from a dict the same way, recursively; a field typed
+    `dict` takes a dict its owner validates. Dotted keys ('sampler.eta': 0.5, as `--set` gives them) go into
+    their section. Errors name keys with their section (`prefix`), as the user writes them."""
+    d = _route_dotted(cls, dict(d or {}), where, prefix)
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for k, v in d.items():
+        tp = hints[k]
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp) and not isinstance(v, tp):
+            if not isinstance(v, dict):
+                raise GenlabError(f"{where} option '{prefix}{k}' expects a mapping of options "
+                                  f"({', '.join(field_names(tp))}), got {v!r}")
+            kwargs[k] = from_dict(tp, v, where, prefix=f"{prefix}{k}.")
+        else:
+            kwargs[k] = _coerce(v, tp, prefix + k)
     return cls(**kwargs)
 
 
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a dataclass config (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+    """A JSON-ready dict of a dataclass config, sections included (tuples become lists)."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def defaults(cls: type, prefix: str = "") -> dict[str, Any]:
+    """Every option of dataclass `cls` with its default, sections flattened to dotted names ('sampler.eta')."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if dataclasses.is_dataclass(value):
+            out.update(defaults(type(value), prefix=f"{prefix}{f.name}."))
+        else:
+            out[prefix + f.name] = value
+    return out
 
 
 def parse_overrides(items: list[str] | None, flag: str = "--set") -> dict[str, Any]:

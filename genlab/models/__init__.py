@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +36,16 @@ def create(kind: str, spec: DataSpec, **config: Any) -> GenerativeModel:
     """Build a model of `kind` for data described by `spec` (a DataSpec or a dataset with .spec)."""
     spec = getattr(spec, "spec", spec)
     cls = model_class(kind)
-    return cls(spec, from_dict(cls.Config, {**cls.config_defaults(spec), **config}, where=kind))
+    return cls(spec, from_dict(cls.Config, cls.upgrade_options(spec, {**cls.config_defaults(spec), **config}),
+                               where=kind))
 
 
 def available() -> list[dict[str, Any]]:
     """Every kind with its family, task, capabilities, options and sampling options (name -> default)."""
     out = []
     for kind, cls in REGISTRY.items():
-        opts = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
-                for f in dataclasses.fields(cls.Config)}
         out.append({"kind": kind, "family": cls.family, "task": cls.task, "capabilities": cls.capability_names(),
-                    "log_prob": cls.log_prob_type or None, "options": opts,
+                    "log_prob": cls.log_prob_type or None, "options": cls.option_defaults(),
                     "sample_options": cls.sample_option_defaults()})
     return out
 

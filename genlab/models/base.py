@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..config import from_dict, to_dict
+from ..config import defaults, from_dict, to_dict
 from ..data.spec import DataSpec
 from ..errors import CapabilityError, GenlabError
 
@@ -167,6 +167,18 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
     def diagnostics(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         """Family-specific numbers the Trainer logs now and then on a fixed batch (e.g. VAE active units)."""
         return {}
+
+    # ---- options
+    @classmethod
+    def upgrade_options(cls, spec: DataSpec, options: dict[str, Any]) -> dict[str, Any]:
+        """Options as earlier versions named them (flat keys of a run's config.json, `--set`, `create`) mapped
+        onto today's config; `create` calls it before building the config. Default: unchanged."""
+        return options
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """Every config option with its default, sections as dotted names (`genlab models` lists them)."""
+        return defaults(cls.Config)
 
     # ---- declarations
     @property

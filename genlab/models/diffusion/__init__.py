@@ -1,8 +1,11 @@
-"""Diffusion models: the noise schedule, the samplers, the denoising networks and kind `ddpm`."""
+"""Diffusion models, assembled from parts: the noise schedule, the samplers, the conditioners, a denoiser from
+genlab.nn, and kind `ddpm`."""
 
+from ...nn.denoisers import DENOISERS, MLPDenoiser, UNet
+from .conditioners import CONDITIONERS
 from .model import DDPM, DiffusionConfig
-from .networks import MLPDenoiser, UNet
 from .samplers import SAMPLERS
 from .schedule import NoiseSchedule
 
-__all__ = ["DDPM", "DiffusionConfig", "MLPDenoiser", "NoiseSchedule", "SAMPLERS", "UNet"]
+__all__ = ["CONDITIONERS", "DDPM", "DENOISERS", "DiffusionConfig", "MLPDenoiser", "NoiseSchedule", "SAMPLERS",
+           "UNet"]

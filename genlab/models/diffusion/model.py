@@ -1,24 +1,61 @@
 """Kind `ddpm`: denoising diffusion (Ho et al. 2020) with eps / x0 / v prediction (Salimans & Ho 2022),
 Min-SNR-gamma loss weighting (Hang et al. 2023), classifier-free guidance (Ho & Salimans 2022) and RePaint
-inpainting (Lugmayr et al. 2022). Samplers are picked at sample time: see samplers.py."""
+inpainting (Lugmayr et al. 2022).
+
+Assembled from parts, as diffusers separates them: the noise schedule (schedule.py), a denoiser from
+`genlab.nn.DENOISERS` with its options in the `net` section, a conditioner (conditioners.py) and the samplers
+(samplers.py), picked at sample time with defaults in the `sampler` section:
+
+    arch: unet
+    net: {channels: 64, mults: [1, 2, 2], attention: [7]}      # --set net.channels=64
+    sampler: {name: dpm++, steps: 20, guidance: 2.0}           # --set sampler.steps=20
+
+The flat keys of earlier versions (channels=..., sampler=ddim, sample_steps=..., eta=..., guidance=...) are
+still accepted, and mapped onto these sections (`DDPM.upgrade_options`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ...config import check
+from ...config import check, defaults
+from ...data.spec import DataSpec
 from ...errors import GenlabError
+from ...nn.denoisers import DENOISERS, build_denoiser, denoiser_class, denoiser_option_names, denoiser_options
 from ..base import GenerativeModel, generator
-from .networks import MLPDenoiser, UNet
-from .samplers import SAMPLERS, check_sampler, sample_loop, timesteps
+from .conditioners import make_conditioner
+from .samplers import Sampler, sample_loop, sampler_class
 from .schedule import SCHEDULES, NoiseSchedule
 
 TARGETS = ("eps", "x0", "v")
+LEGACY_NET = ("channels", "mults", "res_blocks", "attention", "dropout", "hidden", "fourier", "act")
+LEGACY_SAMPLER = {"sample_steps": "steps", "eta": "eta", "guidance": "guidance"}
+
+
+def check_arch(arch: str) -> None:
+    check(arch == "auto" or arch in DENOISERS, f"arch must be auto or one of {', '.join(DENOISERS)}, got '{arch}'")
+
+
+@dataclass
+class SamplerDefaults:
+    """The `sampler` section: how `sample` runs when not told otherwise."""
+
+    name: str = "ddim"  # ddpm | ddim | dpm++
+    steps: int = 50  # network-evaluation steps
+    eta: float = 0.0  # ddim noise: 0 deterministic, 1 ddpm-like
+    guidance: float = 1.0  # conditional models: 0 uncond., 1 cond., > 1 guided
+
+    def __post_init__(self):
+        sampler_class(self.name)
+        check(self.steps >= 1, f"sampler.steps must be >= 1, got {self.steps}")
+        check(0 <= self.eta <= 1, f"eta must be in [0, 1], got {self.eta}")
+        check(self.guidance >= 0, f"guidance must be >= 0, got {self.guidance}")
 
 
 @dataclass
@@ -27,21 +64,11 @@ class DiffusionConfig:
     schedule: str = "cosine"  # linear | cosine | sigmoid
     target: str = "v"  # what the network predicts: eps | x0 | v (v: well-conditioned at every noise level)
     min_snr: float = 0.0  # Min-SNR-gamma weighting, gamma (5 in Hang et al. 2023); 0: plain MSE on the target
-    arch: str = "auto"  # auto (unet for images, mlp otherwise) | unet | mlp
-    channels: int = 32  # U-Net base width (1.1M parameters at 28x28: sized for CPUs; 64-128 on a GPU)
-    mults: tuple[int, ...] = (1, 2, 2)  # U-Net width multiplier per level (each level halves H and W)
-    res_blocks: int = 1  # U-Net residual blocks per level
-    attention: tuple[int, ...] = ()  # resolutions (H) with self-attention besides the middle, which always has it
-    dropout: float = 0.0
-    hidden: tuple[int, ...] = (256, 256, 256)  # MLP denoiser widths
-    fourier: int = 8  # MLP denoiser: sin/cos features of each coordinate at 2^k pi, k < fourier (0: raw x only)
-    act: str = "silu"
+    arch: str = "auto"  # the denoiser: auto (unet for images, mlp otherwise) | unet | mlp
+    net: dict[str, Any] = field(default_factory=dict)  # the denoiser's options (genlab.nn.denoisers); unset: defaults
     conditional: bool = False  # class labels, with classifier-free guidance
     p_uncond: float = 0.1  # probability of dropping the label in training (Ho & Salimans 2022)
-    sampler: str = "ddim"  # default sampler: ddpm | ddim | dpm++
-    sample_steps: int = 50  # default number of sampling steps
-    eta: float = 0.0  # ddim noise: 0 deterministic, 1 ddpm-like
-    guidance: float = 1.0  # default guidance weight for conditional models: 0 uncond., 1 cond., > 1 guided
+    sampler: SamplerDefaults = field(default_factory=SamplerDefaults)
     clip: bool = True  # images: clip predicted x0 to [-1, 1] while sampling
 
     def __post_init__(self):
@@ -49,35 +76,34 @@ class DiffusionConfig:
         check(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got '{self.schedule}'")
         check(self.target in TARGETS, f"target must be one of {', '.join(TARGETS)}, got '{self.target}'")
         check(self.min_snr >= 0, f"min_snr must be >= 0, got {self.min_snr}")
-        check(self.arch in ("auto", "unet", "mlp"), f"arch must be auto, unet or mlp, got '{self.arch}'")
-        check(self.channels >= 8 and len(self.mults) >= 1 and all(m >= 1 for m in self.mults),
-              "channels must be >= 8 and mults positive")
-        check(self.res_blocks >= 1, f"res_blocks must be >= 1, got {self.res_blocks}")
-        check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
-        check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "hidden must be positive widths")
-        check(0 <= self.fourier <= 16, f"fourier must be in [0, 16], got {self.fourier}")
+        check_arch(self.arch)
         check(0 <= self.p_uncond < 1, f"p_uncond must be in [0, 1), got {self.p_uncond}")
-        check(self.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}, got '{self.sampler}'")
-        check(1 <= self.sample_steps <= self.timesteps,
-              f"sample_steps must be between 1 and timesteps ({self.timesteps}), got {self.sample_steps}")
-        check(0 <= self.eta <= 1, f"eta must be in [0, 1], got {self.eta}")
-        check(self.guidance >= 0, f"guidance must be >= 0, got {self.guidance}")
+        check(self.sampler.steps <= self.timesteps,
+              f"sampler.steps must be between 1 and timesteps ({self.timesteps}), got {self.sampler.steps}")
 
 
 @dataclass
 class DiffusionSampleOptions:
-    sampler: str | None = None  # ddpm | ddim | dpm++ (default: the model's `sampler`)
-    steps: int | None = None  # network-evaluation steps, 1..T (default: the model's `sample_steps`)
+    sampler: str | None = None  # ddpm | ddim | dpm++ (default: the model's `sampler.name`)
+    steps: int | None = None  # network-evaluation steps, 1..T (default: the model's `sampler.steps`)
     guidance: float | None = None  # conditional models: 0 unconditional, 1 conditional, > 1 guided
     eta: float | None = None  # ddim noise: 0 deterministic .. 1 ddpm-like
 
     def __post_init__(self):
         if self.sampler is not None:
-            check_sampler(self.sampler)
+            sampler_class(self.sampler)
         check(self.guidance is None or (math.isfinite(self.guidance) and self.guidance >= 0),
               f"guidance must be >= 0, got {self.guidance}")
         check(self.eta is None or (math.isfinite(self.eta) and 0 <= self.eta <= 1),
               f"eta must be in [0, 1], got {self.eta}")
+
+
+def resolve_arch(arch: str, spec: DataSpec) -> str:
+    """`auto`: unet for images, mlp otherwise; a denoiser that needs images refuses other data."""
+    name = arch if arch != "auto" else ("unet" if spec.is_image else "mlp")
+    if denoiser_class(name).images_only and not spec.is_image:
+        raise GenlabError(f"arch={name} needs image data; {spec.name} is {spec.kind} data: use arch=mlp")
+    return name
 
 
 class DDPM(GenerativeModel):
@@ -86,19 +112,58 @@ class DDPM(GenerativeModel):
     Config = DiffusionConfig
     SampleOptions = DiffusionSampleOptions
 
-    def __init__(self, spec, config: DiffusionConfig):
+    def __init__(self, spec: DataSpec, config: DiffusionConfig):
         super().__init__(spec, config)
         c = config
-        self.n_cond, self.arch = self._classes(), self._arch("unet")
-        if self.arch == "unet":
-            self.net = UNet(spec.shape, c.channels, tuple(c.mults), c.res_blocks, tuple(c.attention), c.dropout,
-                            self.n_cond)
-        else:
-            self.net = MLPDenoiser(spec.dims, tuple(c.hidden), c.act, self.n_cond, c.fourier)
+        self._classes()  # conditional=true needs labelled data: one line if it has none
+        self.conditioner = make_conditioner(self.conditioning, spec)
+        self.arch = resolve_arch(c.arch, spec)
+        options = denoiser_options(self.arch, c.net, where=self.kind)
+        self.config = dataclasses.replace(c, net=dataclasses.asdict(options))  # all of them into config.json
+        self.net = build_denoiser(self.arch, spec.shape, options, self.conditioner.embedding())
         self.schedule = NoiseSchedule(c.schedule, c.timesteps)
 
+    @classmethod
+    def upgrade_options(cls, spec: DataSpec, options: dict[str, Any]) -> dict[str, Any]:
+        """The flat keys of earlier versions as dotted keys of the sections, in their order (so a later key still
+        wins): sampler=NAME, sample_steps, eta, guidance -> sampler.*; channels, mults, ..., act -> net.* where
+        the chosen denoiser has that option. The other denoiser's flat options were always accepted and unused:
+        they are still checked, then dropped."""
+        arch = options.get("arch", "auto")
+        check_arch(arch)
+        mine = denoiser_option_names(resolve_arch(arch, spec))
+        out: dict[str, Any] = {}
+        for key, value in options.items():
+            if key == "sampler" and isinstance(value, str):
+                out["sampler.name"] = value
+            elif key in LEGACY_SAMPLER:
+                out[f"sampler.{LEGACY_SAMPLER[key]}"] = value
+            elif key in LEGACY_NET and key in mine:
+                out[f"net.{key}"] = value
+            elif key in LEGACY_NET:
+                for name in DENOISERS:
+                    if key in denoiser_option_names(name):
+                        denoiser_options(name, {key: value}, where=cls.kind)
+            else:
+                out[key] = value
+        return out
+
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """The config's options with their defaults, `net.*` for every denoiser (the arch picks which apply; an
+        option two denoisers share shows the first one's default)."""
+        out: dict[str, Any] = {}
+        for key, value in defaults(DiffusionConfig).items():
+            if key != "net":
+                out[key] = value
+                continue
+            for name in DENOISERS:
+                for k, v in defaults(denoiser_class(name).Options).items():
+                    out.setdefault(f"net.{k}", v)
+        return out
+
     def train_defaults(self) -> dict[str, Any]:
-        return {"ema_decay": 0.999, "lr": 2e-4 if self.arch == "unet" else 1e-3, "warmup_steps": 200}
+        return {"ema_decay": 0.999, "lr": denoiser_class(self.arch).lr, "warmup_steps": 200}
 
     # ---- training
     def forward(self, x: torch.Tensor, y: torch.Tensor, phase: str = "model", step: int = 0):
@@ -106,11 +171,8 @@ class DDPM(GenerativeModel):
         t = torch.randint(0, c.timesteps, (b,), device=x.device)
         noise = torch.randn_like(x)
         xt = self.schedule.q_sample(x, t, noise)
-        labels = None
-        if self.n_cond:
-            drop = torch.rand(b, device=x.device) < c.p_uncond
-            labels = torch.where(drop, torch.full_like(y, self.n_cond), y)
-        pred = self.net(xt, t, labels)
+        cond = self.conditioner.drop(self.conditioner(y), c.p_uncond)
+        pred = self.net(xt, t, cond)
         a = self.schedule.abar(t, x)
         err = F.mse_loss(pred, self.schedule.target(x, noise, a, c.target), reduction="none").flatten(1).mean(1)
         if c.min_snr > 0:  # min(SNR, gamma) expressed for each target (Hang et al. 2023, eq. 9-11)
@@ -125,17 +187,18 @@ class DDPM(GenerativeModel):
         """(x_t, t) -> (x0_hat, eps_hat), with classifier-free guidance on the network output
         pred = uncond + w (cond - uncond); w = 0 and w = 1 evaluate one branch only (exactly)."""
         c = self.config
-        null = None if labels is None else torch.full_like(labels, self.n_cond)
+        cond = self.conditioner(labels)
+        null = None if cond is None else self.conditioner.null(cond)
 
         def denoise(x: torch.Tensor, t: torch.Tensor):
-            if labels is None or guidance == 1:
-                pred = self.net(x, t, labels)
+            if cond is None or guidance == 1:
+                pred = self.net(x, t, cond)
             elif guidance == 0:
                 pred = self.net(x, t, null)
             else:
-                both = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))
-                cond, uncond = both.chunk(2)
-                pred = uncond + guidance * (cond - uncond)
+                both = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, null]))
+                p_cond, p_uncond = both.chunk(2)
+                pred = p_uncond + guidance * (p_cond - p_uncond)
             a = self.schedule.abar(t, x)
             x0, eps = self.schedule.to_x0_eps(pred, x, a, c.target)
             if clip:
@@ -145,23 +208,24 @@ class DDPM(GenerativeModel):
 
         return denoise
 
-    def _options(self, labels, guidance, sampler, steps, eta, n):
-        c = self.config
+    def _options(self, labels, guidance, sampler, steps, eta, n) -> tuple[Any, float, Sampler, int]:
+        """Labels, guidance weight, the sampler object and its steps, each the model's default where None."""
+        d = self.config.sampler
         labels = self.check_conditioning(n, labels, None)
-        if guidance is not None and not self.n_cond:
+        if guidance is not None and self.conditioning == "none":
             raise GenlabError("guidance needs a class-conditional model (train with --set conditional=true); "
                               "this one is unconditional")
-        w = c.guidance if guidance is None else float(guidance)
+        w = d.guidance if guidance is None else float(guidance)
         if not (math.isfinite(w) and w >= 0):
             raise GenlabError(f"guidance must be >= 0, got {w}")
-        sampler = sampler or c.sampler
-        check_sampler(sampler)
-        steps = c.sample_steps if steps is None else int(steps)
-        timesteps(c.timesteps, steps)  # validates 1 <= steps <= T
-        eta = c.eta if eta is None else float(eta)
+        cls = sampler_class(sampler or d.name)
+        steps = d.steps if steps is None else int(steps)
+        eta = d.eta if eta is None else float(eta)
         if not 0 <= eta <= 1:
             raise GenlabError(f"eta must be in [0, 1], got {eta}")
-        return labels, w, sampler, steps, eta
+        smp = cls(eta=eta)
+        smp.timesteps(self.config.timesteps, steps)  # validates 1 <= steps <= T
+        return labels, w, smp, steps
 
     @staticmethod
     def _nfe(labels, w: float, steps: int) -> int:
@@ -173,14 +237,14 @@ class DDPM(GenerativeModel):
         """(n, *shape) samples with `sampler` (ddpm | ddim | dpm++) in `steps` steps; for conditional models
         `guidance` w (0 unconditional, 1 conditional, > 1 guided) and labels (default: every class in turn)."""
         o = options
-        labels, w, sampler, steps, eta = self._options(labels, o.guidance, o.sampler, o.steps, o.eta, n)
+        labels, w, sampler, steps = self._options(labels, o.guidance, o.sampler, o.steps, o.eta, n)
         g = generator(seed)
         x = torch.randn((n, *self.spec.shape), generator=g).to(self.device)
         if self.spec.is_image:
             x = x.contiguous(memory_format=torch.channels_last)
         denoise = self.denoiser(labels, w, self.config.clip and self.spec.is_image)
-        with _bar(progress, steps, f"{sampler} sampling") as tick:
-            x = sample_loop(denoise, self.schedule, x, sampler, steps, g, eta, progress=tick)
+        with _bar(progress, steps, f"{sampler.name} sampling") as tick:
+            x = sample_loop(denoise, self.schedule, x, sampler, steps, g, progress=tick)
         return x, {"nfe": self._nfe(labels, w, steps)}
 
     @torch.no_grad()
@@ -207,7 +271,7 @@ class DDPM(GenerativeModel):
         if resample < 1:
             raise GenlabError(f"resample must be >= 1, got {resample}")
         n = x.shape[0]
-        labels, w, sampler, steps, eta = self._options(labels, guidance, sampler, steps, eta, n)
+        labels, w, smp, steps = self._options(labels, guidance, sampler, steps, eta, n)
         dev = self.device
         x_known, hole = x.to(dev), (mask > 0.5).float().to(dev)
         g = generator(seed)
@@ -223,7 +287,7 @@ class DDPM(GenerativeModel):
         z = torch.randn(x.shape, generator=g).to(dev)
         denoise = self.denoiser(labels, w, self.config.clip and self.spec.is_image)
         with _bar(progress, steps, "inpainting") as tick:
-            out = sample_loop(denoise, self.schedule, z, sampler, steps, g, eta, known=known, resample=resample,
+            out = sample_loop(denoise, self.schedule, z, smp, steps, g, known=known, resample=resample,
                               progress=tick)
         return hole * out + (1 - hole) * x_known  # the known part exactly, not its t = 0 noisy version
 
