@@ -71,7 +71,7 @@ def models(kind: str | None = typer.Argument(None, help="a kind: list its option
 
     cls = model_class(kind)
     m = next(m for m in available() if m["kind"] == kind)
-    sections = ((f"{kind} options (--set key=value)", m["options"], field_help(cls.Config), ""),
+    sections = ((f"{kind} options (--set key=value)", m["options"], cls.option_help(), ""),
                 (f"{kind} sampling options (--opt key=value on sample and eval)", m["sample_options"],
                  field_help(cls.SampleOptions), ""),
                 ("training options (--set train.key=value; the kind may prefer other defaults)",

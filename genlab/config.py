@@ -222,8 +222,9 @@ def split_sections(flat: dict[str, Any], sections: tuple[str, ...] = ("model", "
     return out
 
 
-def field_help(cls: type) -> dict[str, str]:
-    """Each dataclass field's trailing `# comment` in its source (inherited fields too): the options' help."""
+def field_help(cls: type, prefix: str = "") -> dict[str, str]:
+    """Each dataclass field's trailing `# comment` in its source (inherited fields too): the options' help;
+    sections (fields holding a dataclass) as dotted names, like `defaults`."""
     import inspect
     import io
     import tokenize
@@ -240,5 +241,9 @@ def field_help(cls: type) -> dict[str, str]:
                 line_name[tok.start[0]] = tok.string
             elif tok.type == tokenize.COMMENT and tok.start[0] in line_name:
                 out[line_name[tok.start[0]]] = tok.string.lstrip("# ").strip()
-    names = set(field_names(cls))
-    return {k: v for k, v in out.items() if k in names}
+    helps = {prefix + k: v for k, v in out.items() if k in set(field_names(cls))}
+    for f in dataclasses.fields(cls):
+        value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if dataclasses.is_dataclass(value):
+            helps.update(field_help(type(value), prefix=f"{prefix}{f.name}."))
+    return helps

@@ -131,3 +131,16 @@ def test_cyclegan_eval_scores_translations_against_the_target_domain(tmp_path, c
     target = evaluate_samples(x, "fashion-mnist", ["fid"])["metrics"]["fid"]
     source = evaluate_samples(x, "mnist5k", ["fid"])["metrics"]["fid"]
     assert result["metrics"]["fid"] == pytest.approx(target, rel=1e-6) and abs(target - source) > 1
+
+
+def test_every_option_says_what_it_does():
+    from genlab.config import field_help
+    from genlab.training.trainer import TrainConfig
+
+    for kind, cls in REGISTRY.items():
+        helps = cls.option_help()
+        assert not [k for k in cls.option_defaults() if not helps.get(k)], kind
+        sample_help = field_help(cls.SampleOptions)
+        assert not [k for k in cls.sample_option_defaults() if not sample_help.get(k)], kind
+    train_help = field_help(TrainConfig)
+    assert not [f for f in TrainConfig.__dataclass_fields__ if not train_help.get(f)]

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..config import defaults, from_dict, to_dict
+from ..config import defaults, field_help, from_dict, to_dict
 from ..data.spec import DataSpec
 from ..errors import CapabilityError, GenlabError
 
@@ -174,6 +174,11 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         """Options as earlier versions named them (flat keys of a run's config.json, `--set`, `create`) mapped
         onto today's config; `create` calls it before building the config. Default: unchanged."""
         return options
+
+    @classmethod
+    def option_help(cls) -> dict[str, str]:
+        """What each option does, from the config's own comments (`genlab models KIND` shows it)."""
+        return field_help(cls.Config)
 
     @classmethod
     def option_defaults(cls) -> dict[str, Any]:

@@ -35,7 +35,7 @@ class UNetOptions:
     mults: tuple[int, ...] = (1, 2, 2)  # width multiplier per level (each level halves H and W)
     res_blocks: int = 1  # residual blocks per level
     attention: tuple[int, ...] = ()  # resolutions (H) with self-attention besides the middle, which always has it
-    dropout: float = 0.0
+    dropout: float = 0.0  # dropout in the residual blocks
 
     def __post_init__(self):
         check(self.channels >= 8 and len(self.mults) >= 1 and all(m >= 1 for m in self.mults),
@@ -48,7 +48,7 @@ class UNetOptions:
 class MLPOptions:
     hidden: tuple[int, ...] = (256, 256, 256)  # widths of the hidden layers
     fourier: int = 8  # sin/cos features of each coordinate at 2^k pi, k < fourier (0: raw x only)
-    act: str = "silu"
+    act: str = "silu"  # activation: silu | relu | gelu | leaky_relu | tanh
 
     def __post_init__(self):
         check(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), "hidden must be positive widths")

@@ -45,23 +45,23 @@ class TrainConfig:
     epochs: float | None = None  # ... or passes over the train split ...
     minutes: float | None = None  # ... or wall-clock minutes (compare families at equal compute)
     batch_size: int = 128  # global batch, split across DDP processes
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    betas: tuple[float, ...] = (0.9, 0.999)
+    lr: float = 1e-3  # peak learning rate (AdamW)
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    betas: tuple[float, ...] = (0.9, 0.999)  # Adam's moment decays
     warmup_steps: int = 100  # linear warm-up of the learning rate
     schedule: str = "cosine"  # cosine (decay to lr * min_lr_ratio) | constant
-    min_lr_ratio: float = 0.1
+    min_lr_ratio: float = 0.1  # the cosine schedule ends at lr times this
     grad_clip: float = 1.0  # max global grad norm per optimizer; 0 disables
     ema_decay: float = 0.0  # EMA of the weights (0 disables); saved as ema.safetensors
-    log_every: int = 50
+    log_every: int = 50  # steps between lines of metrics.jsonl
     sample_every: int = 0  # 0: about 8 grids over a step/epoch budget, every 500 steps under a minutes budget
-    checkpoint_every: int = 500
+    checkpoint_every: int = 500  # steps between checkpoints (also at step 0, at the end and on Ctrl-C)
     diag_every: int = 0  # 0: with every sample grid
-    seed: int = 0
+    seed: int = 0  # initial weights, data order and training noise
     device: str = "auto"  # auto | cpu | cuda | mps
     channels_last: bool = True  # image models: NHWC memory layout (1.49x faster conv VAE training on CPU here)
-    tensorboard: bool = False
-    progress: bool = True
+    tensorboard: bool = False  # also log to RUN/tb for TensorBoard
+    progress: bool = True  # show a progress bar
 
     def __post_init__(self):
         budgets = [b for b in (self.steps, self.epochs, self.minutes) if b is not None]

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ...config import check, defaults
+from ...config import check, defaults, field_help
 from ...data.spec import DataSpec
 from ...errors import GenlabError
 from ...nn.denoisers import DENOISERS, build_denoiser, denoiser_class, denoiser_option_names, denoiser_options
@@ -146,6 +146,14 @@ class DDPM(GenerativeModel):
                         denoiser_options(name, {key: value}, where=cls.kind)
             else:
                 out[key] = value
+        return out
+
+    @classmethod
+    def option_help(cls) -> dict[str, str]:
+        out = field_help(DiffusionConfig)
+        for name in DENOISERS:
+            for k, v in field_help(denoiser_class(name).Options).items():
+                out.setdefault(f"net.{k}", f"{name}: {v}")
         return out
 
     @classmethod
