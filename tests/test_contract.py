@@ -55,6 +55,8 @@ def test_every_kind_keeps_the_contract(kind, tmp_path):
     # seeded samples: same seed, same samples; shape and finiteness; cost reported
     a, b = loaded.generate(4, seed=1), loaded.generate(4, seed=1)
     assert a.x.shape == (4, *data.spec.shape) and torch.isfinite(a.x).all()
+    lo, hi = data.spec.value_range
+    assert lo <= float(a.x.min()) and float(a.x.max()) <= hi  # the range the data promises
     assert torch.equal(a.x, b.x)
     assert a.cost.nfe >= 1 and a.cost.candidates >= 1 and a.cost.seconds >= 0
     assert torch.equal(loaded.sample(4, seed=1), a.x)

@@ -15,6 +15,7 @@ overrides them; asking another family for one raises a CapabilityError naming th
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
@@ -218,7 +219,12 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         labels = self.check_conditioning(n, labels, prompt)
         t0 = time.perf_counter()
         x, cost = self._sample(n, seed=seed, labels=labels, options=options, progress=progress)
-        return Samples(x, labels, Cost(**cost, seconds=time.perf_counter() - t0), options)
+        return Samples(self.in_range(x), labels, Cost(**cost, seconds=time.perf_counter() - t0), options)
+
+    def in_range(self, x: torch.Tensor) -> torch.Tensor:
+        """x clipped to the data's value range (images: [-1, 1]): a model returns the range its data promises."""
+        lo, hi = self.spec.value_range
+        return x.clamp(lo, hi) if math.isfinite(lo) and math.isfinite(hi) else x
 
     def sample(self, n: int, *, seed: int | None = None, labels=None, prompt: str | None = None,
                progress: bool = False, **opts: Any) -> torch.Tensor:

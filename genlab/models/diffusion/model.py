@@ -297,7 +297,7 @@ class DDPM(GenerativeModel):
         with _bar(progress, steps, "inpainting") as tick:
             out = sample_loop(denoise, self.schedule, z, smp, steps, g, known=known, resample=resample,
                               progress=tick)
-        return hole * out + (1 - hole) * x_known  # the known part exactly, not its t = 0 noisy version
+        return self.in_range(hole * out + (1 - hole) * x_known)  # the known part exactly, not its t = 0 noisy version
 
 
 class _bar:
