@@ -27,6 +27,7 @@ from typing import Any
 from .errors import GenlabError
 from .io import atomic_write_json, file_sha256, read_json, read_jsonl
 
+CHECKPOINTS = ("checkpoint", "checkpoint.old")  # the newest complete checkpoint, and the one before it
 CONFIG, WEIGHTS, EMA_WEIGHTS, METRICS, EVALS, LATEST_EVAL, LOCK = (
     "config.json", "model.safetensors", "ema.safetensors", "metrics.jsonl", "evals", "eval.json", ".lock")
 
@@ -54,10 +55,8 @@ class RunDir:
     @property
     def is_run(self) -> bool:
         """A training run (not only a saved model): config.json and a history or a checkpoint."""
-        from .training.checkpoint import checkpoint_dir
-
-        return (self.path / CONFIG).is_file() and ((self.path / METRICS).exists()
-                                                  or checkpoint_dir(self.path) is not None)
+        return (self.path / CONFIG).is_file() and ((self.path / METRICS).exists() or any(
+            (self.path / d / "state.json").is_file() for d in CHECKPOINTS))
 
     # ---- the writer's lock, and what a killed writer leaves behind
     @contextlib.contextmanager

@@ -13,6 +13,7 @@ import torch
 
 from ..errors import GenlabError
 from ..io import load_tensors, save_tensors, umask
+from ..runs import CHECKPOINTS
 
 
 def rng_state() -> dict[str, Any]:
@@ -29,7 +30,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-CURRENT, PREVIOUS = "checkpoint", "checkpoint.old"
+CURRENT, PREVIOUS = CHECKPOINTS
 
 
 def write_checkpoint_dir(run: Path, files: dict[str, Any]) -> None:
