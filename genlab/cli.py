@@ -432,8 +432,19 @@ def demo(out: Path | None = typer.Option(None, "--out", help="a new directory (d
 
 
 def main(argv: list[str] | None = None) -> None:
+    # typer's command-line errors (click's, vendored by recent typer): found by name, for either layout
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     try:
-        app(args=argv, prog_name="genlab")
+        code = app(args=argv, prog_name="genlab", standalone_mode=False)
+        if isinstance(code, int) and code:  # --help and friends end through click's Exit
+            sys.exit(code)
+    except usage_error as e:  # a value that does not parse, a missing argument, an unknown command: one line too
+        if type(e).__name__ == "NoArgsIsHelpError":  # `genlab` alone: the help
+            print(e.format_message())
+            sys.exit(0)
+        name = getattr(getattr(e, "ctx", None), "command_path", "genlab")
+        print(f"genlab: error: {e.format_message()} (see {name} --help)", file=sys.stderr)
+        sys.exit(2)
     except Interrupted as e:
         print(f"genlab: {e.cli or e}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -441,8 +452,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"genlab: error: {e.cli or e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:  # a second Ctrl-C while the first one's checkpoint is written, or outside training
-        print("genlab: interrupted at once; a run keeps its last complete checkpoint", file=sys.stderr)
-        sys.exit(130)
+        _stopped_at_once()
+    except Exception as e:
+        if type(e).__name__ != "Abort":  # click's word for a KeyboardInterrupt outside standalone mode
+            raise
+        _stopped_at_once()
+
+
+def _stopped_at_once() -> None:
+    print("genlab: interrupted at once; a run keeps its last complete checkpoint", file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -271,3 +271,11 @@ def test_a_metrics_line_cut_short_by_a_kill_is_dropped(tmp_path, cli):
     assert steps == sorted(set(steps)) and steps[-1] == 35 and 30 in steps and 31 not in steps
     f.write_text(lines[0] + "\n{oops\n" + "\n".join(lines[1:]) + "\n")
     one_line_error(*cli("report", run, "--no-figures")[::2], "metrics.jsonl line 2 is damaged")
+
+
+def test_command_line_parse_errors_are_one_line(tmp_path, cli):
+    run = train_cli("ae", tmp_path / "r", "--data", "digits")
+    one_line_error(*cli("sample", run, "--n", "abc")[::2], "Invalid value for '--n'")
+    one_line_error(*cli("sample")[::2], "Missing argument")
+    one_line_error(*cli("no-such-command")[::2], "No such command")
+    one_line_error(*cli("train", "ae", "--data", "digits", "--steps", "1.5")[::2], "Invalid value for '--steps'")
