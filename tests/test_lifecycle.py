@@ -279,3 +279,8 @@ def test_command_line_parse_errors_are_one_line(tmp_path, cli):
     one_line_error(*cli("sample")[::2], "Missing argument")
     one_line_error(*cli("no-such-command")[::2], "No such command")
     one_line_error(*cli("train", "ae", "--data", "digits", "--steps", "1.5")[::2], "Invalid value for '--steps'")
+
+
+def test_a_sample_count_beyond_memory_is_refused_before_any_work(tmp_path, cli):
+    run = train_cli("ae", tmp_path / "r", "--data", "digits")
+    one_line_error(*cli("sample", run, "--n", str(10**12))[::2], "more than half of this machine's")

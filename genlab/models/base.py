@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
@@ -73,6 +74,14 @@ class Samples:
 
 CONDITIONING = ("none", "class", "text")
 TASKS = ("generate", "translate")
+
+
+def _memory_bytes() -> int:
+    """This machine's memory in bytes (0 where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 class GenerativeModel(nn.Module, metaclass=ABCMeta):
@@ -215,6 +224,10 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         """n samples with their labels and cost; options are the family's SampleOptions fields."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise GenlabError(f"the number of samples must be an integer >= 1, got {n!r}")
+        need, memory = 4 * n * self.spec.dims, _memory_bytes()
+        if memory and need > memory // 2:
+            raise GenlabError(f"{n:,} samples of {self.spec.dims:,} values need {need / 2**30:,.1f} GiB, more than "
+                              f"half of this machine's {memory / 2**30:.0f} GiB; draw fewer at a time")
         options = self.sample_options(**opts)
         labels = self.check_conditioning(n, labels, prompt)
         t0 = time.perf_counter()
