@@ -225,7 +225,8 @@ def sample(
         if direction == "ba" and translate == "test":
             from .data import load_dataset
 
-            x_in = load_dataset(model.config.target, "test").x[:n]
+            test = load_dataset(model.config.target, "test")
+            x_in = test.take(torch.arange(min(n, len(test))))[0]
         else:
             x_in = load_inputs(translate, model.spec, n)
         x = torch.cat([x_in, model.translate(x_in, direction).cpu()])

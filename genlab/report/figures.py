@@ -24,7 +24,7 @@ def model_figures(run: str | Path, n: int = 10, seed: int = 0) -> list[Path]:
     test = load_dataset(data["name"], "test", **data.get("opts", {}))
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(test), generator=g)[: 2 * n]
-    x, y = test.x[idx], test.y[idx]
+    x, y = test.take(idx)
     y = y if getattr(model.config, "conditional", False) else None
     out: list[Path] = []
     caps = model.capabilities
