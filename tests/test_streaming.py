@@ -158,7 +158,10 @@ def test_unreadable_streamed_images_are_one_line_errors_naming_the_file(folder, 
                         "--out", tmp_path / "r1")[::2], "zz-broken.png")  # raised in a DataLoader worker
     mixed = _copies(folder, tmp_path / "mixed")
     Image.new("L", (16, 8), 9).save(mixed / "zz-wide.png")
-    one_line_error(*cli("train", "ae", "--data", f"folder:{mixed}:stream=true", *FAST, "--set", "train.workers=0",
-                        "--out", tmp_path / "r2")[::2], "mixed image sizes")
+    for workers in (0, 2):  # read here, or in a worker
+        code, _, err = cli("train", "ae", "--data", f"folder:{mixed}:stream=true", *FAST, "--set",
+                           f"train.workers={workers}", "--out", tmp_path / f"w{workers}")
+        one_line_error(code, err, "zz-wide.png is 16x8")
+        assert "mixed image sizes" in err
     ok = genlab.load_dataset(f"folder:{mixed}:stream=true", size=8)  # resized on read: every image fits
     assert ok.take(torch.arange(len(ok)))[0].shape == (len(ok), 1, 8, 8)

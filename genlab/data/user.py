@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,24 +27,25 @@ def load_folder(path: str, size: int | None = None, test_fraction: float = 0.1,
     """Images under PATH/<class>/*.png (labelled) or PATH/*.png (unlabelled). Mixed sizes need `size=N`.
     Large folders stream from disk (see genlab.data.stream for the `stream` rule); others load in memory."""
     root = _existing(path, "image folder")
-    classes, entries = list_images(root)
-    tr, te = split_indices(len(entries), test_fraction, seed=0)
-    first = read_image(entries[0][0])
+    classes, names, labels = list_images(root)
+    tr, te = split_indices(len(names), test_fraction, seed=0)
+    first = read_image(root / os.fsdecode(names[0]))
     grey0 = first.mode in GREY_MODES
     shape = (1 if grey0 else 3, *((int(size),) * 2 if size is not None else first.size[::-1]))
-    if stream_choice(stream, len(entries), shape):
-        return stream_folder(root, classes, entries, tr, te, first, size)
-    images = [first, *(read_image(f) for f, _ in entries[1:])]
+    if stream_choice(stream, len(names), shape):
+        return stream_folder(root, classes, names, labels, tr, te, first, size)
+    files = [root / os.fsdecode(n) for n in names]
+    images = [first, *(read_image(f) for f in files[1:])]
     grey = all(im.mode in GREY_MODES for im in images)
     sizes = {im.size for im in images}
     if size is None and len(sizes) > 1:
-        (a, _), im_a = entries[0], images[0]
-        (b, _), im_b = next((e, im) for e, im in zip(entries, images) if im.size != im_a.size)
+        a, im_a = files[0], images[0]
+        b, im_b = next((f, im) for f, im in zip(files, images) if im.size != im_a.size)
         sa, sb = im_a.size, im_b.size
         raise GenlabError(f"mixed image sizes in {root}: {a.name} is {sa[0]}x{sa[1]}, {b.name} is {sb[0]}x{sb[1]}; "
                           f"resize them or pass --set data.size=N to resize on load")
     x = images_from_uint8(np.stack([to_uint8(im, grey, size) for im in images]))
-    y = torch.tensor([lab for _, lab in entries])
+    y = torch.from_numpy(labels)
     spec = DataSpec(f"folder:{root}", "image", tuple(x.shape[1:]), len(classes) or None, classes or None, levels=256)
     yy = y if classes else None
     return (x[tr], None if yy is None else yy[tr]), (x[te], None if yy is None else yy[te]), spec
