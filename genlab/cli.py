@@ -277,7 +277,8 @@ def sample(
             from .data import load_dataset
 
             target = model.output_data({})
-            x_in = load_dataset(target["name"], "test", **target.get("opts", {})).x[:n]
+            test = load_dataset(target["name"], "test", **target.get("opts", {}))
+            x_in = test.take(torch.arange(min(n, len(test))))[0]
         else:
             x_in = load_inputs(translate, model.spec, n)
         x = torch.cat([x_in, model.translate(x_in, direction).cpu()])

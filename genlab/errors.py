@@ -30,3 +30,15 @@ class Interrupted(GenlabError):
     def __init__(self, message: str, signum: int, cli: str | None = None):
         super().__init__(message, cli)
         self.exit_code = 128 + signum
+
+
+class DataReadError(GenlabError):
+    """A data file that cannot be used, found where it is first read (a streamed image, maybe in a DataLoader
+    worker). A worker's error comes back to the main process as 'Caught DataReadError in DataLoader worker ...
+    Original Traceback ... DataReadError: MESSAGE'; rebuilding it keeps the one-line MESSAGE."""
+
+    def __init__(self, message: str):
+        marker = f"{type(self).__name__}: "
+        if message.startswith("Caught ") and marker in message:
+            message = message.rsplit(marker, 1)[1].strip().splitlines()[0]
+        super().__init__(message)

@@ -21,7 +21,8 @@ def load_inputs(source: str, spec: DataSpec, n: int, data: dict | None = None) -
         from ..data import load_dataset
 
         info = data or {"name": spec.name, "opts": {}}
-        return load_dataset(info["name"], "test", **info.get("opts", {})).x[:n]
+        test = load_dataset(info["name"], "test", **info.get("opts", {}))
+        return test.take(torch.arange(min(n, len(test))))[0]
     p = Path(source)
     if not p.is_file():
         raise GenlabError(f"no file {p} to inpaint: give a PNG image, an NPZ of images, or 'test'")

@@ -1,4 +1,5 @@
-"""Dataset registry and `load_dataset`. Every dataset is in memory, in model space, with a DataSpec."""
+"""Dataset registry and `load_dataset`. Datasets are in model space with a DataSpec; all are in memory but large
+`folder:` ones, which stream from disk (genlab.data.stream). Every one gives `len`, `.y` and `take(idx)`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from functools import lru_cache
 
 from ..errors import GenlabError
 from . import builtin, user
-from .dataset import GenDataset
+from .dataset import GenDataset, chunks
 from .spec import Column, DataSpec
+from .stream import FolderStream
 
-__all__ = ["load_dataset", "SOURCES", "GenDataset", "DataSpec", "Column", "availability", "parse_name"]
+__all__ = ["load_dataset", "SOURCES", "GenDataset", "FolderStream", "DataSpec", "Column", "availability", "parse_name",
+           "chunks"]
 
 
 @dataclass(frozen=True)
@@ -72,13 +75,17 @@ def availability(name: str) -> str | None:
     return SOURCES[name].where() if name in SOURCES else None
 
 
-def load_dataset(name: str, split: str = "train", **opts) -> GenDataset:
-    """Load a dataset split ('train' | 'test') in model space, e.g. load_dataset('fashion-mnist', 'test')."""
+def load_dataset(name: str, split: str = "train", **opts) -> GenDataset | FolderStream:
+    """Load a dataset split ('train' | 'test') in model space, e.g. load_dataset('fashion-mnist', 'test').
+    A streamed folder comes back as its FolderStream (paths and labels only: the cache below holds no pixels)."""
     if split not in ("train", "test"):
         raise GenlabError(f"unknown split '{split}': use 'train' or 'test'")
     name, parsed = parse_name(name)
     train, test, spec = _load_cached(name, tuple(sorted({**parsed, **opts}.items())))
-    x, y = train if split == "train" else test
+    part = train if split == "train" else test
+    if isinstance(part, FolderStream):
+        return part
+    x, y = part
     return GenDataset(x, y, spec, split)
 
 

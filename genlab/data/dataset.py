@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -11,7 +14,11 @@ from .spec import DataSpec
 
 
 class GenDataset(Dataset):
-    """x: (N, *spec.shape) float32; y: (N,) int64 labels, or -1 where unlabelled. Items are (x_i, y_i)."""
+    """x: (N, *spec.shape) float32; y: (N,) int64 labels, or -1 where unlabelled. Items are (x_i, y_i).
+
+    `take(idx)` is the batch interface it shares with the streamed FolderStream, which has no `.x`."""
+
+    streams = False  # in memory: the Trainer indexes it directly, no DataLoader
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor | None, spec: DataSpec, split: str):
         if len(x) == 0:
@@ -29,9 +36,21 @@ class GenDataset(Dataset):
     def __getitem__(self, i):
         return self.x[i], self.y[i]
 
+    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items idx (B,): x (B, *shape), y (B,), exactly x[idx] and y[idx]."""
+        return self.x[idx], self.y[idx]
+
     def __repr__(self) -> str:
         s = self.spec
         return f"GenDataset({s.name!r}, split={self.split!r}, n={len(self)}, kind={s.kind}, shape={s.shape})"
+
+
+def chunks(dataset: Any, size: int = 1000, n: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(x, y) of the first n items (default all) of a dataset with `take`, in order, `size` at a time:
+    (B, *shape), (B,). Only one chunk of a streamed dataset is ever in memory."""
+    n = len(dataset) if n is None else min(n, len(dataset))
+    for i in range(0, n, size):
+        yield dataset.take(torch.arange(i, min(i + size, n)))
 
 
 def images_from_uint8(arr: np.ndarray, levels: int = 256) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,7 @@ from ..errors import GenlabError
 from .builtin import Split, _vectors
 from .dataset import images_from_uint8, min_items, split_indices
 from .spec import Column, DataSpec
-
-IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+from .stream import GREY_MODES, FolderStream, list_images, read_image, stream_choice, stream_folder, to_uint8
 
 
 def _existing(path: str, what: str) -> Path:
@@ -22,47 +22,30 @@ def _existing(path: str, what: str) -> Path:
     return p
 
 
-def load_folder(path: str, size: int | None = None, test_fraction: float = 0.1) -> tuple[Split, Split, DataSpec]:
-    """Images under PATH/<class>/*.png (labelled) or PATH/*.png (unlabelled). Mixed sizes need `size=N`."""
-    from PIL import Image, UnidentifiedImageError
-
+def load_folder(path: str, size: int | None = None, test_fraction: float = 0.1,
+                stream: bool | str = "auto") -> tuple[Split | FolderStream, Split | FolderStream, DataSpec]:
+    """Images under PATH/<class>/*.png (labelled) or PATH/*.png (unlabelled). Mixed sizes need `size=N`.
+    Large folders stream from disk (see genlab.data.stream for the `stream` rule); others load in memory."""
     root = _existing(path, "image folder")
-    if not root.is_dir():
-        raise GenlabError(f"folder: expects a directory, {root} is a file; use npz: or csv: for files")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    entries: list[tuple[Path, int]] = []
-    for label, d in enumerate(classes or [None]):
-        folder = root / d if d is not None else root
-        for f in sorted(folder.iterdir()):
-            if f.suffix.lower() in IMAGE_EXT:
-                entries.append((f, label if classes else -1))
-    if len(entries) < 2:
-        raise GenlabError(f"{root} holds {len(entries)} images ({', '.join(sorted(IMAGE_EXT))}); need at least 2")
-    images = []
-    for f, _ in entries:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                images.append(im.copy())
-        except (UnidentifiedImageError, OSError, SyntaxError) as e:
-            raise GenlabError(f"cannot read image {f} ({type(e).__name__}); remove or replace it") from None
-    grey = all(im.mode in ("1", "L", "LA", "I", "I;16") for im in images)
+    classes, names, labels = list_images(root)
+    tr, te = split_indices(len(names), test_fraction, seed=0)
+    first = read_image(root / os.fsdecode(names[0]))
+    grey0 = first.mode in GREY_MODES
+    shape = (1 if grey0 else 3, *((int(size),) * 2 if size is not None else first.size[::-1]))
+    if stream_choice(stream, len(names), shape):
+        return stream_folder(root, classes, names, labels, tr, te, first, size)
+    files = [root / os.fsdecode(n) for n in names]
+    images = [first, *(read_image(f) for f in files[1:])]
+    grey = all(im.mode in GREY_MODES for im in images)
     sizes = {im.size for im in images}
     if size is None and len(sizes) > 1:
-        (a, _), im_a = entries[0], images[0]
-        (b, _), im_b = next((e, im) for e, im in zip(entries, images) if im.size != im_a.size)
+        a, im_a = files[0], images[0]
+        b, im_b = next((f, im) for f, im in zip(files, images) if im.size != im_a.size)
         sa, sb = im_a.size, im_b.size
         raise GenlabError(f"mixed image sizes in {root}: {a.name} is {sa[0]}x{sa[1]}, {b.name} is {sb[0]}x{sb[1]}; "
                           f"resize them or pass --set data.size=N to resize on load")
-    arrays = []
-    for im in images:
-        im = im.convert("L" if grey else "RGB")
-        if size is not None:
-            im = im.resize((int(size), int(size)), Image.BICUBIC)
-        arrays.append(np.asarray(im, dtype=np.uint8))
-    x = images_from_uint8(np.stack(arrays))
-    y = torch.tensor([lab for _, lab in entries])
-    tr, te = split_indices(len(entries), test_fraction, seed=0)
+    x = images_from_uint8(np.stack([to_uint8(im, grey, size) for im in images]))
+    y = torch.from_numpy(labels)
     spec = DataSpec(f"folder:{root}", "image", tuple(x.shape[1:]), len(classes) or None, classes or None, levels=256)
     yy = y if classes else None
     return (x[tr], None if yy is None else yy[tr]), (x[te], None if yy is None else yy[te]), spec

@@ -44,18 +44,20 @@ def cache_dir() -> Path:
 
 def reference_features(dataset: str, split: str, extractor=None, opts: dict | None = None):
     """(features, probs) of a dataset split: extractor outputs for images (cached on disk), the standardised data
-    itself for vectors and tables."""
-    from ..data import load_dataset
+    itself for vectors and tables. The split is read 1,000 items at a time (a streamed one is never whole)."""
+    from ..data import chunks, load_dataset
 
     data = load_dataset(dataset, split, **(opts or {}))
     if extractor is None:
-        return data.x.flatten(1).float(), None
+        return torch.cat([x.flatten(1).float() for x, _ in chunks(data)]), None
     key = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset}-{split}-{extractor.sha256[:16]}")
     path = cache_dir() / "features" / f"{key}.npz"
     if path.is_file():
         z = np.load(path)
         return torch.from_numpy(z["features"]), (torch.from_numpy(z["probs"]) if "probs" in z else None)
-    feats, probs = extractor.run(data.x)
+    parts = [extractor.run(x) for x, _ in chunks(data)]
+    feats = torch.cat([f for f, _ in parts])
+    probs = torch.cat([p for _, p in parts]) if parts[0][1] is not None else None
     import io
 
     from ..io import atomic_write_bytes
@@ -143,8 +145,11 @@ def evaluate_samples(samples: torch.Tensor, dataset: str, metrics: list[str] | N
         lo, hi = spec.value_range
         unit = lambda x: (x.float() - lo) / (hi - lo)
         res["sharpness"] = float(laplacian_variance(unit(samples)).mean())
-        reference = load_dataset(dataset, split, **(opts or {})).x
-        res["sharpness_reference"] = float(laplacian_variance(unit(reference)).mean())
+        from ..data import chunks
+
+        reference = load_dataset(dataset, split, **(opts or {}))
+        per_image = torch.cat([laplacian_variance(unit(x)) for x, _ in chunks(reference)])
+        res["sharpness_reference"] = float(per_image.mean())
     out["metrics"] = res
     return out
 
@@ -154,21 +159,23 @@ def likelihood(model, dataset, k: int = 100, n: int | None = None, batch_size: i
     """Mean negative log-likelihood (bounds) over (the first n examples of) `dataset`, in nats and bits/dim."""
     if "log_prob" not in model.capabilities:
         raise GenlabError(f"{model.kind} has no log_prob, so no likelihood; `genlab models` lists those with it")
-    x, y = (dataset.x[:n], dataset.y[:n]) if n else (dataset.x, dataset.y)
+    from ..data import chunks
+
+    count = min(n, len(dataset)) if n else len(dataset)
     model.eval()
     torch.manual_seed(seed)
-    out: dict[str, Any] = {"n": len(x), "dims": model.spec.dims, "type": model.log_prob_type}
+    out: dict[str, Any] = {"n": count, "dims": model.spec.dims, "type": model.log_prob_type}
     for kk in ([1, k] if model.log_prob_type == "bound" and k > 1 else [1]):
         total = 0.0
-        for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size].to(model.device)
+        for x, y in chunks(dataset, batch_size, count):
+            xb = x.to(model.device)
             if xb.dim() == 4:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            lp = model.log_prob(xb, y[i:i + batch_size].to(model.device), k=kk)
+            lp = model.log_prob(xb, y.to(model.device), k=kk)
             total += float(lp.double().sum())
         name = "nll" if model.log_prob_type != "bound" else "elbo" if kk == 1 else f"iwae_k{kk}"
-        out[f"{name}_nats"] = -total / len(x)
-        out[f"{name}_bpd"] = bits_per_dim(-total / len(x), model.spec.dims)
+        out[f"{name}_nats"] = -total / count
+        out[f"{name}_bpd"] = bits_per_dim(-total / count, model.spec.dims)
     return out
 
 

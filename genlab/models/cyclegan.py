@@ -154,6 +154,6 @@ class CycleGAN(GenerativeModel):
         sample from noise."""
         from ..data import load_dataset
 
-        a = load_dataset(self.spec.name, "test").x
+        a = load_dataset(self.spec.name, "test")
         g = torch.Generator().manual_seed(seed if seed is not None else 0)
-        return self.translate(a[torch.randperm(len(a), generator=g)[:n]]), {}
+        return self.translate(a.take(torch.randperm(len(a), generator=g)[:n])[0]), {}

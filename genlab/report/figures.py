@@ -22,7 +22,7 @@ def model_figures(run: str | Path, n: int = 10, seed: int = 0) -> list[Path]:
     test = rd.dataset("test")
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(test), generator=g)[: 2 * n]
-    x, y = test.x[idx], test.y[idx]
+    x, y = test.take(idx)
     y = y if model.conditioning == "class" else None
     out: list[Path] = []
     caps = model.capabilities
