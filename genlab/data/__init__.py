@@ -1,4 +1,5 @@
-"""Dataset registry and `load_dataset`. Every dataset is in memory, in model space, with a DataSpec."""
+"""Dataset registry, `load_dataset` and `from_arrays`. Every dataset is in memory, in model space, with a
+DataSpec."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from functools import lru_cache
 
 from ..errors import GenlabError
 from . import builtin, user
+from .arrays import from_arrays
 from .dataset import GenDataset
 from .spec import Column, DataSpec
 
-__all__ = ["load_dataset", "SOURCES", "GenDataset", "DataSpec", "Column", "availability", "parse_name"]
+__all__ = ["load_dataset", "from_arrays", "SOURCES", "GenDataset", "DataSpec", "Column", "availability",
+           "parse_name"]
 
 
 @dataclass(frozen=True)
