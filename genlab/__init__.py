@@ -6,6 +6,9 @@
     run = genlab.train(model, data, epochs=5, out="runs/vae")
     x = genlab.load("runs/vae").sample(64, seed=0)
 
+    train, test = genlab.from_arrays(X, y)             # your own (N, D) floats or (N, H, W[, C]) uint8 images
+    run = genlab.train(genlab.create("vae", train.spec), train, steps=500, out=None)  # in memory, nothing written
+
 Heavy modules (torch, the families) load on first use, so `import genlab` stays fast.
 """
 
@@ -13,7 +16,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["load_dataset", "create", "train", "load", "evaluate", "__version__"]
+__all__ = ["load_dataset", "from_arrays", "DataSpec", "create", "train", "load", "evaluate", "__version__"]
 
 
 def __getattr__(name: str):
@@ -21,6 +24,14 @@ def __getattr__(name: str):
         from .data import load_dataset
 
         return load_dataset
+    if name == "from_arrays":
+        from .data import from_arrays
+
+        return from_arrays
+    if name == "DataSpec":
+        from .data import DataSpec
+
+        return DataSpec
     if name == "create":
         from .models import create
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import typer
@@ -116,7 +117,7 @@ def train(
     lr: float | None = typer.Option(None),
     sets: list[str] = typer.Option([], "--set", help="key=value (model option, train.X or data.X); repeatable"),
     config: Path | None = typer.Option(None, "--config", help="YAML file of options"),
-    out: Path | None = typer.Option(None, "--out", help="run directory"),
+    out: Path | None = typer.Option(None, "--out", help="run directory (default runs/KIND-DATA-STAMP)"),
     resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last checkpoint "
                                 "(a new budget, --lr and logging options may be given; the model and data stay)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the run in --out with a new one"),
@@ -162,6 +163,8 @@ def train(
     dataset = load_dataset(data_info["name"], "train", **data_info.get("opts", {}))
     torch.manual_seed(int(train_cfg.get("seed", 0)))  # the initial weights follow the seed
     model = create(kind, dataset.spec, **model_cfg)
+    if out is None:  # the API trains in memory without --out; the command always writes a run
+        out = Path("runs") / f"{model.kind}-{dataset.spec.name.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = run_training(model, dataset, out=out, resume=resume, overwrite=overwrite, data=data_info, **budget,
                        **train_cfg)
     last = run.history[-1] if run.history else {}

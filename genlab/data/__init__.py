@@ -1,5 +1,6 @@
-"""Dataset registry and `load_dataset`. Datasets are in model space with a DataSpec; all are in memory but large
-`folder:` ones, which stream from disk (genlab.data.stream). Every one gives `len`, `.y` and `take(idx)`."""
+"""Dataset registry, `load_dataset` and `from_arrays`. Datasets are in model space with a DataSpec; all are in
+memory but large `folder:` ones, which stream from disk (genlab.data.stream). Every one gives `len`, `.y` and
+`take(idx)`."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from functools import lru_cache
 
 from ..errors import GenlabError
 from . import builtin, user
+from .arrays import from_arrays
 from .dataset import GenDataset, chunks
 from .spec import Column, DataSpec
 from .stream import FolderStream
 
-__all__ = ["load_dataset", "SOURCES", "GenDataset", "FolderStream", "DataSpec", "Column", "availability", "parse_name",
-           "chunks"]
+__all__ = ["load_dataset", "from_arrays", "SOURCES", "GenDataset", "FolderStream", "DataSpec", "Column",
+           "availability", "parse_name", "chunks"]
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ import numpy as np
 import torch
 
 from ..errors import GenlabError
-from .dataset import images_from_uint8, split_indices, standardize
+from .arrays import Split, model_splits
+from .dataset import images_from_uint8, split_indices
 from .spec import DataSpec
 
-Split = tuple[torch.Tensor, torch.Tensor | None]
+__all__ = ["Split", "load_2d", "load_digits", "load_sklearn_table", "load_idx_dataset", "load_mnist5k"]
 
 # ---------------------------------------------------------------- 2-D synthetic sets
 
@@ -64,16 +65,7 @@ def load_2d(name: str, n: int = 20_000, n_test: int = 2_500) -> tuple[Split, Spl
     xtr, ytr = make_2d(name, int(n), seed=0)
     xte, yte = make_2d(name, int(n_test), seed=1)
     classes = len(MIXTURES[name][0]) if name in MIXTURES else (2 if ytr is not None else None)
-    return _vectors(name, "vector", xtr, ytr, xte, yte, classes)
-
-
-def _vectors(name, kind, xtr, ytr, xte, yte, classes, class_names=None, columns=None):
-    mean, std = standardize(xtr)
-    t = lambda a: torch.from_numpy((a - mean) / std).float()
-    lab = lambda a: None if a is None else torch.from_numpy(np.asarray(a)).long()
-    spec = DataSpec(name=name, kind=kind, shape=(xtr.shape[1],), num_classes=classes, class_names=class_names,
-                    value_range=(-float("inf"), float("inf")), mean=mean.tolist(), std=std.tolist(), columns=columns)
-    return (t(xtr), lab(ytr)), (t(xte), lab(yte)), spec
+    return model_splits(name, "vector", xtr, ytr, xte, yte, num_classes=classes, where=name)
 
 
 # ---------------------------------------------------------------- scikit-learn's bundled sets
@@ -99,8 +91,8 @@ def load_sklearn_table(name: str) -> tuple[Split, Split, DataSpec]:
     d = {"breast-cancer": skd.load_breast_cancer, "wine": skd.load_wine}[name]()
     tr, te = split_indices(len(d.target), 0.2, seed=0)
     cols = [Column(str(c)) for c in d.feature_names]
-    return _vectors(name, "table", d.data[tr], d.target[tr], d.data[te], d.target[te], len(d.target_names),
-                    [str(c) for c in d.target_names], cols)
+    return model_splits(name, "table", d.data[tr], d.target[tr], d.data[te], d.target[te],
+                        class_names=[str(c) for c in d.target_names], columns=cols, where=name)
 
 
 # ---------------------------------------------------------------- MNIST family

@@ -67,6 +67,23 @@ class DataSpec:
             d["columns"] = [Column(**c) for c in d["columns"]]
         return cls(**d)
 
+    @classmethod
+    def from_arrays(cls, x: Any, y: Any = None, *, kind: str | None = None, name: str = "arrays",
+                    class_names: list[str] | None = None) -> DataSpec:
+        """The spec of arrays or tensors in original units (see `genlab.data.from_arrays`): x (N, D) floats ->
+        vector (mean and std of x kept), (N, H, W[, C]) uint8 -> image (C, H, W) on 256 levels; y (N,) class
+        indices -> num_classes. `spec.to_model(x)` then gives x in model space. Bad input: a GenlabError."""
+        from .arrays import spec_from_arrays
+
+        return spec_from_arrays(x, y, kind=kind, name=name, class_names=class_names)
+
+    def to_model(self, x: Any) -> torch.Tensor:
+        """Original units -> model space, the inverse of `to_original`: (N, D) rows -> standardised float32
+        (N, D); images (N, H, W[, C]) uint8 -> (N, C, H, W) in [-1, 1]."""
+        from .arrays import to_model
+
+        return to_model(self, x)
+
     def to_original(self, x: torch.Tensor) -> Any:
         """Model space -> original units. Images: uint8 (N, H, W, C). Vectors: float array.
         Tables: dict column -> array (categories decoded by argmax of their one-hot block)."""

@@ -9,10 +9,12 @@ import numpy as np
 import torch
 
 from ..errors import GenlabError
-from .builtin import Split, _vectors
+from .arrays import Split, check_finite, images_from_array, model_splits
 from .dataset import images_from_uint8, min_items, split_indices
 from .spec import Column, DataSpec
 from .stream import GREY_MODES, FolderStream, list_images, read_image, stream_choice, stream_folder, to_uint8
+
+__all__ = ["load_folder", "load_npz", "load_csv", "images_from_array"]
 
 
 def _existing(path: str, what: str) -> Path:
@@ -51,26 +53,6 @@ def load_folder(path: str, size: int | None = None, test_fraction: float = 0.1,
     return (x[tr], None if yy is None else yy[tr]), (x[te], None if yy is None else yy[te]), spec
 
 
-def _check_finite(a: np.ndarray, where: str) -> None:
-    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
-        i = int(np.argwhere(~np.isfinite(a))[0][0])
-        raise GenlabError(f"{where} holds NaN or inf (first at row {i}); clean or drop those rows")
-
-
-def images_from_array(a: np.ndarray, where: object) -> torch.Tensor:
-    """(N, H, W), (N, H, W, C) or (N, C, H, W) uint8, or floats in [0, 1] or [-1, 1] -> (N, C, H, W) in [-1, 1]."""
-    if a.ndim == 4 and a.shape[1] in (1, 3) and a.shape[3] not in (1, 3):
-        a = a.transpose(0, 2, 3, 1)
-    if a.dtype == np.uint8:
-        return images_from_uint8(a)
-    lo, hi = float(a.min()), float(a.max())
-    if lo >= 0 and hi <= 1:
-        return images_from_uint8(np.round(a * 255).astype(np.uint8))
-    if lo >= -1 and hi <= 1:
-        return images_from_uint8(np.round((a + 1) * 127.5).astype(np.uint8))
-    raise GenlabError(f"{where}: float images must lie in [0, 1] or [-1, 1], found [{lo:g}, {hi:g}]; or save uint8")
-
-
 def load_npz(path: str, test_fraction: float = 0.1) -> tuple[Split, Split, DataSpec]:
     """Arrays `x` (and optional `y`, `x_test`, `y_test`). uint8 (N,H,W[,C]) or (N,C,H,W) are images; (N,D) vectors."""
     p = _existing(path, "npz file")
@@ -83,7 +65,7 @@ def load_npz(path: str, test_fraction: float = 0.1) -> tuple[Split, Split, DataS
         found = ", ".join(arrays) or "none"
         raise GenlabError(f"{p} has no array named 'x' (found: {found}); save with np.savez(f, x=..., y=...)")
     x, y = arrays["x"], arrays.get("y")
-    _check_finite(x, str(p))
+    check_finite(x, p)
     if y is not None and len(y) != len(x):
         raise GenlabError(f"{p}: 'y' has {len(y)} labels for {len(x)} rows of 'x'")
     if "x_test" in arrays:
@@ -93,15 +75,10 @@ def load_npz(path: str, test_fraction: float = 0.1) -> tuple[Split, Split, DataS
         xtr, xte = x[tr], x[te]
         ytr, yte = (y[tr], y[te]) if y is not None else (None, None)
     classes = int(max(ytr.max(), yte.max() if yte is not None else 0)) + 1 if ytr is not None else None
-    if x.ndim == 2:
-        return _vectors(f"npz:{p}", "vector", xtr.astype(np.float64), ytr, xte.astype(np.float64), yte, classes)
-    if x.ndim not in (3, 4):
+    if x.ndim not in (2, 3, 4):
         raise GenlabError(f"{p}: 'x' has shape {x.shape}; expected (N, D) vectors or (N, H, W[, C]) images")
-
-    xt, xs = images_from_array(xtr, p), images_from_array(xte, p)
-    lab = lambda a: None if a is None else torch.from_numpy(a.astype(np.int64))
-    spec = DataSpec(f"npz:{p}", "image", tuple(xt.shape[1:]), classes, levels=256)
-    return (xt, lab(ytr)), (xs, lab(yte)), spec
+    return model_splits(f"npz:{p}", "vector" if x.ndim == 2 else "image", xtr, ytr, xte, yte, num_classes=classes,
+                        where=p)
 
 
 def load_csv(path: str, target: str | None = None, test_fraction: float = 0.2) -> tuple[Split, Split, DataSpec]:
@@ -148,12 +125,6 @@ def load_csv(path: str, target: str | None = None, test_fraction: float = 0.2) -
     data = np.concatenate(blocks, 1)
     tr, te = split_indices(len(data), test_fraction)
     ysplit = (y[tr], y[te]) if y is not None else (None, None)
-    (xt, yt), (xs, ys), spec = _vectors(f"csv:{p}", "table", data[tr], ysplit[0], data[te], ysplit[1],
-                                        len(class_names) if class_names else None, class_names, cols)
-    # one-hot blocks stay 0/1: standardising them would break argmax decoding of categories
-    onehot = np.concatenate([np.full(c.width, c.type == "categorical") for c in cols])
-    if onehot.any():
-        xt[:, onehot], xs[:, onehot] = (torch.from_numpy(data[idx][:, onehot]).float() for idx in (tr, te))
-        spec.mean = np.where(onehot, 0.0, spec.mean).tolist()
-        spec.std = np.where(onehot, 1.0, spec.std).tolist()
-    return (xt, yt), (xs, ys), spec
+    # categorical columns' one-hot blocks stay 0/1 (mean 0, std 1 in the spec): argmax decodes them
+    return model_splits(f"csv:{p}", "table", data[tr], ysplit[0], data[te], ysplit[1], class_names=class_names,
+                        columns=cols, where=p)

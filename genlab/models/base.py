@@ -2,7 +2,9 @@
 
 Training: the one Trainer reads `phases` — (optimizer name, repeats) run in order each iteration, e.g.
 (("model", 1),) for a VAE, (("discriminator", 5), ("generator", 1)) for a WGAN — builds one optimizer per name
-from `param_groups()`, and calls `forward(x, y, phase, step) -> (loss, logs)`.
+from `param_groups()`, calls `on_fit_start(x, y)` once before a new run's first step, and calls
+`forward(x, y, phase, step) -> (loss, logs)`; during training the model can read the Trainer's EMA of its
+weights as `ema_state`.
 Sampling: `sample(n, seed=..., labels=..., **options)` returns data-space tensors; `generate(...)` returns them
 with their labels and cost (network evaluations, candidates drawn, seconds). Each family declares its sampling
 options as a dataclass (`SampleOptions`), validated like its config, and implements `_sample`.
@@ -92,6 +94,14 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
     task: ClassVar[str] = "generate"  # generate: samples from noise | translate: maps given inputs
     log_prob_type: ClassVar[str] = ""  # "exact" or "bound" where log_prob exists
     phases: tuple[tuple[str, int], ...] = (("model", 1),)
+    # The Trainer's exponential moving average of this model's weights: {state_dict key: tensor}, the same keys,
+    # shapes and device as state_dict(), updated in place after every iteration (so during the forward of step
+    # t it holds the average after step t - 1; warm-up as in training.EMA); None when ema_decay is 0 or the model
+    # has never been trained. E.g. consistency training (Song et al. 2023) takes it as its target network's
+    # weights (torch.func.functional_call(self, self.ema_state, args)). Read it, never write it: it is a plain
+    # attribute, not a parameter or a buffer, so it is in no state_dict, no optimizer and no saved file (the
+    # Trainer saves the same average as ema.safetensors). It stays set after training: the final average.
+    ema_state: dict[str, torch.Tensor] | None = None
 
     def __init__(self, spec: DataSpec, config: Any):
         super().__init__()
@@ -160,6 +170,17 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
 
     def after_step(self, phase: str) -> None:
         """Called after each optimizer step of `phase` (e.g. WGAN's weight clipping)."""
+
+    def on_fit_start(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Called once before the first step of a new run (never on --resume: the checkpoint holds its result),
+        for data-dependent initialisation, e.g. Glow's ActNorm (Kingma & Dhariwal 2018, §3.1: per-channel scale
+        and bias set so the first batch's post-ActNorm activations have zero mean and unit variance).
+
+        x: (B, *spec.shape) on the model's device, B = the global batch size, a fixed batch drawn by cfg.seed
+        apart from the training data order; y: (B,) long labels (-1 where unlabelled). Runs in training mode,
+        under torch.no_grad(), on a forked RNG seeded by cfg.seed, before the optimizers and the EMA are built,
+        so what it sets in parameters and buffers is where training starts. Under DDP every process calls it,
+        then all take rank 0's parameters and buffers. Default: nothing."""
 
     def train_defaults(self) -> dict[str, Any]:
         """Training options this family prefers (e.g. EMA for diffusion); the user's options win."""

@@ -2,16 +2,19 @@
 
 Each iteration runs the model's `phases` in order — (optimizer name, repeats), each repeat on a fresh batch —
 so a VAE does one step and a WGAN five critic steps then one generator step, through the same loop. Around it:
-AdamW with linear warm-up and cosine decay, gradient clipping, EMA, budgets in steps/epochs/minutes, atomic
-checkpoints with exact resume, a NaN/inf guard, metrics.jsonl, sample grids, optional TensorBoard, and
-PyTorch DDP when launched by torchrun (gloo on CPU, NCCL on GPU). In-memory data is indexed directly; a
-streamed dataset (`dataset.streams`) comes through a DataLoader with workers, in the same seeded order
-(training/batches.py).
+AdamW with linear warm-up and cosine decay (weight decay on matrices only, as nanoGPT), gradient clipping, EMA
+(readable by the model as `model.ema_state`), a data-dependent start (`model.on_fit_start`), budgets in
+steps/epochs/minutes, atomic checkpoints with exact resume, a NaN/inf guard, metrics.jsonl, sample grids,
+optional TensorBoard, and PyTorch DDP when launched by torchrun (gloo on CPU, NCCL on GPU). In-memory data is
+indexed directly; a streamed dataset (`dataset.streams`) comes through a DataLoader with workers, in the same
+seeded order (training/batches.py). With no run directory (`train(..., out=None)`) the same loop trains in
+memory and writes nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -19,6 +22,7 @@ import shutil
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,18 +116,65 @@ def is_run(path: Path) -> bool:
 
 @dataclass
 class Run:
-    """A finished (or stopped) training run: its directory, its model, and what it logged."""
+    """A finished (or stopped) training run: its directory (None when trained in memory), its model, and what it
+    logged. `records` holds the records this process logged; `history` reads metrics.jsonl where there is a
+    directory (so it also holds what was logged before a --resume) and `records` otherwise."""
 
-    path: Path
+    path: Path | None
     model: GenerativeModel
     step: int
     seconds: float
+    records: list[dict[str, Any]] | None = None
 
     @property
     def history(self) -> list[dict[str, Any]]:
+        if self.path is None:
+            return list(self.records or [])
         from ..runs import RunDir
 
         return RunDir(self.path).history
+
+
+def decay_split(model: nn.Module, params: list[nn.Parameter]) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(decayed, not decayed) as nanoGPT's configure_optimizers: weight decay on tensors of dim >= 2 (linear and
+    conv weights), none on norms, biases (dim < 2) and embedding tables (nn.Embedding / nn.EmbeddingBag weights,
+    also under a parametrization such as spectral norm). Order within each list follows `params`."""
+    tables = {id(p) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for p in m.parameters()}
+    decay = [p for p in params if p.dim() >= 2 and id(p) not in tables]
+    chosen = {id(p) for p in decay}
+    return decay, [p for p in params if id(p) not in chosen]
+
+
+def make_optimizer(model: nn.Module, params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over `params`. weight_decay == 0: one group, as genlab always had. weight_decay > 0: two groups,
+    [decayed (weight_decay), not decayed (0)], split by `decay_split`; both exist even when one is empty, so a
+    checkpoint's structure depends only on the options."""
+    if cfg.weight_decay == 0:
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    decay, keep = decay_split(model, params)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": keep, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+
+def _regroup(saved: dict[str, Any], opt: torch.optim.Optimizer, params: list[nn.Parameter]) -> dict[str, Any]:
+    """An optimizer state saved as one group (genlab before the decay split, which decayed every tensor) laid out
+    as `opt`'s two groups, so such a run resumes; the Adam moments of each tensor are kept."""
+    if len(saved["param_groups"]) != 1 or len(opt.param_groups) != 2:
+        return saved
+    old = saved["param_groups"][0]
+    if len(old["params"]) != len(params):
+        return saved
+    index = {id(p): i for i, p in enumerate(params)}  # old index of each tensor: its place in `params`
+    order = [index[id(p)] for g in opt.param_groups for p in g["params"]]
+    new = {o: n for n, o in enumerate(order)}
+    groups, start = [], 0
+    for g in opt.param_groups:
+        n = len(g["params"])
+        groups.append({**old, "weight_decay": g["weight_decay"], "params": list(range(start, start + n))})
+        start += n
+    warnings.warn("this checkpoint decayed every tensor; from here on norms, biases and embeddings get no weight "
+                  "decay (the Adam moments are kept)", stacklevel=3)
+    return {"state": {new[int(k)]: v for k, v in saved["state"].items()}, "param_groups": groups}
 
 
 class EMA:
@@ -146,8 +197,12 @@ class EMA:
 
 
 class Trainer:
-    def __init__(self, model: GenerativeModel, dataset: GenDataset | FolderStream, cfg: TrainConfig, run: Path,
-                 data_info: dict[str, Any], resume: bool):
+    """Trains `model` on `dataset` under `cfg`, writing into the run directory `run` (None: in memory, nothing
+    written; `history` keeps the logged records either way). A new run first calls `model.on_fit_start` on a fixed
+    seeded batch; `resume` instead continues from the run's last checkpoint."""
+
+    def __init__(self, model: GenerativeModel, dataset: GenDataset | FolderStream, cfg: TrainConfig,
+                 run: Path | None, data_info: dict[str, Any], resume: bool):
         self.cfg, self.run, self.dataset, self.data_info = cfg, run, dataset, data_info
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.distributed = self.world > 1
@@ -182,25 +237,52 @@ class Trainer:
         self.channels_last = cfg.channels_last and model.spec.is_image
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        # a fixed seeded order of the train split, apart from the training data order: its head is the batch
+        # on_fit_start sees and the (up to 1000) examples diagnostics are computed on
+        fixed = torch.randperm(self.n, generator=torch.Generator().manual_seed(cfg.seed))
+        self.diag_idx = fixed[: min(1000, self.n)]
+        self.start_idx = fixed[: cfg.batch_size]
+        self.model.ema_state = None  # set below, once this run's EMA exists (not left over from an earlier run)
+        if not resume:
+            self._fit_start()
         self.net: nn.Module = model
         if self.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [device.index] if device.type == "cuda" else None
             self.net = DDP(model, device_ids=ids, find_unused_parameters=len(model.phases) > 1)
-        groups = model.param_groups()
-        self.optimizers = {name: torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas),
-                                                   weight_decay=cfg.weight_decay)
-                           for name, params in groups.items()}
+        self.phase_params = model.param_groups()
+        self.optimizers = {name: make_optimizer(model, params, cfg) for name, params in self.phase_params.items()}
         self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.step, self.draws, self.elapsed = 0, 0, 0.0
-        g = torch.Generator().manual_seed(cfg.seed)
-        self.diag_idx = torch.randperm(self.n, generator=g)[: min(1000, self.n)]
+        self.history: list[dict[str, Any]] = []
         self.tb = None
         if resume:
             self._load_checkpoint()
         else:
             torch.manual_seed(cfg.seed * 1000 + self.rank)  # per-process noise streams, fixed by the seed
+        # the model reads its EMA (e.g. a consistency model's target network); a plain attribute, not a buffer
+        self.model.ema_state = self.ema.state if self.ema is not None else None
+
+    def _fit_start(self) -> None:
+        """model.on_fit_start on the fixed batch `start_idx`: in training mode, without gradients, on a forked RNG
+        seeded by cfg.seed, so neither the data order nor the training noise streams move. Under DDP every
+        process then takes rank 0's parameters and buffers, before DDP wraps the model and the optimizers and
+        the EMA are built on them."""
+        x, y = self.dataset.take(self.start_idx)
+        x, y = x.to(self.device), y.to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        cuda = self.device.type == "cuda"
+        with torch.random.fork_rng(devices=[self.device] if cuda else []), torch.no_grad():
+            torch.default_generator.manual_seed(self.cfg.seed)
+            if cuda:
+                torch.cuda.manual_seed(self.cfg.seed)  # this process's device, forked above
+            self.model.train()
+            self.model.on_fit_start(x, y)
+        if self.distributed:
+            for t in itertools.chain(self.model.parameters(), self.model.buffers()):
+                dist.broadcast(t.data, 0)
 
     # ---- data order: a seeded permutation per epoch, so any step's batch is known without replaying
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -279,6 +361,9 @@ class Trainer:
         if self.distributed:
             dist.all_reduce(ok, op=dist.ReduceOp.MIN)
         if ok.item() < 1:
+            if self.run is None:
+                raise TrainingDiverged(f"training diverged: the {phase} loss became {loss.item()} at step "
+                                       f"{self.step}; trained in memory, nothing kept; lower lr or set grad_clip")
             ck = checkpoint_dir(self.run)
             what = f"training diverged: the {phase} loss became {loss.item()} at step {self.step}"
             if ck is None:
@@ -291,7 +376,7 @@ class Trainer:
 
     # ---- checkpoints
     def save_checkpoint(self) -> None:
-        if self.main:
+        if self.main and self.run is not None:  # in memory: nothing to write, but the processes still meet
             files: dict[str, Any] = {
                 "state.json": {"step": self.step, "draws": self.draws, "elapsed": self.elapsed},
                 "model.safetensors": self.model.state_dict(),
@@ -311,7 +396,7 @@ class Trainer:
         ck, _ = read_latest_checkpoint(self.run, warn=lambda line: print(f"genlab: {line}", file=sys.stderr))
         self.model.load_state_dict(ck["model"])
         for name, opt in self.optimizers.items():
-            opt.load_state_dict(ck["optim"][name])
+            opt.load_state_dict(_regroup(ck["optim"][name], opt, self.phase_params[name]))
         if self.ema is not None and "ema" in ck:
             self.ema.state = {k: v.to(self.device) for k, v in ck["ema"].items()}
         st = ck["state"]
@@ -337,6 +422,8 @@ class Trainer:
 
     def _interrupted(self, signum: int):
         name = signal.Signals(signum).name if signum else "another process"
+        if self.run is None:
+            raise Interrupted(f"stopped by {name} at step {self.step}; trained in memory, nothing is kept", signum or 2)
         where = f"stopped by {name} at step {self.step}; the checkpoint is in {self.run / 'checkpoint'}"
         raise Interrupted(f"{where}: continue with train(..., out='{self.run}', resume=True)", signum or 2,
                           cli=f"{where}: continue with genlab train --resume --out {self.run}")
@@ -375,6 +462,9 @@ class Trainer:
             return self.model.diagnostics(x.to(self.device), y.to(self.device))
 
     def log(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        if self.run is None:
+            return
         with open(self.run / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         if self.cfg.tensorboard:
@@ -428,7 +518,7 @@ class Trainer:
                     loss = next((v for k, v in record.items() if k == "loss" or k.endswith("/loss")), math.nan)
                     bar.update(self.step, self.elapsed, loss, rate)
                     sums, count, window_start = {}, 0, time.perf_counter()
-                if self.main and (self.step % every_sample == 0 or final):
+                if self.main and self.run is not None and (self.step % every_sample == 0 or final):
                     self.write_samples()
                 if self.step % cfg.checkpoint_every == 0 or final:
                     self.save_checkpoint()
@@ -535,12 +625,15 @@ def train(model: GenerativeModel, dataset: GenDataset | FolderStream, *, steps: 
           epochs: float | None = None, minutes: float | None = None, out: str | Path | None = None,
           resume: bool = False, overwrite: bool = False, data: dict[str, Any] | None = None,
           **options: Any) -> Run:
-    """Train `model` on `dataset` with exactly one budget; write the run directory `out`; return a Run.
+    """Train `model` on `dataset` with exactly one budget and return a Run.
 
-    options are TrainConfig fields (batch_size, lr, ema_decay, seed, device, ...); a family's preferences
-    (model.train_defaults()) fill what the caller leaves out. resume=True continues the run in `out` from its
-    newest checkpoint (the budget, lr and logging may change, recorded in config.json's history; the model and
-    data may not); overwrite=True replaces a run in `out`. The run directory is locked while training."""
+    out: the run directory to write (config, weights, checkpoints, metrics.jsonl, sample grids; locked while
+    training), or None to train in memory: nothing is written anywhere, the Run has path None and its `history`
+    holds the logged records, and (under a steps or epochs budget) the weights are bitwise those a run written to
+    disk with the same seed and options ends with. resume=True continues the run in `out` from its newest
+    checkpoint (the budget, lr and logging may change, recorded in config.json's history; the model and data may
+    not); overwrite=True replaces a run in `out`. options are TrainConfig fields (batch_size, lr, ema_decay, seed,
+    device, ...); a family's preferences (model.train_defaults()) fill what the caller leaves out."""
     from ..runs import RunDir
 
     budget = {k: v for k, v in (("steps", steps), ("epochs", epochs), ("minutes", minutes)) if v is not None}
@@ -551,8 +644,16 @@ def train(model: GenerativeModel, dataset: GenDataset | FolderStream, *, steps: 
     if resume and overwrite:
         raise GenlabError("resume=True and overwrite=True contradict each other: choose one",
                           cli="--resume and --overwrite contradict each other: choose one")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    run = RunDir(out if out is not None else Path("runs") / f"{model.kind}-{dataset.spec.name.split(':')[0]}-{stamp}")
+    if out is None:
+        if resume:
+            raise GenlabError("resume needs out=RUN_DIR, the run to continue; a run trained in memory keeps nothing")
+        if cfg.tensorboard:
+            raise GenlabError("tensorboard=true writes into the run directory; pass out=RUN_DIR")
+        trainer = Trainer(model, dataset, cfg, None, data or {"name": dataset.spec.name}, False)
+        t0 = time.perf_counter()
+        trainer.fit()
+        return Run(None, model, trainer.step, time.perf_counter() - t0, trainer.history)
+    run = RunDir(out)
     data_info = data or {"name": dataset.spec.name}
     if resume and not run.is_run:
         raise GenlabError(f"{run.path} is not a genlab run, nothing to resume; start one with train(..., "
@@ -597,7 +698,7 @@ def train(model: GenerativeModel, dataset: GenDataset | FolderStream, *, steps: 
     finally:
         if main and created and run.is_empty():
             shutil.rmtree(run.path, ignore_errors=True)
-    return Run(run.path, model, trainer.step, time.perf_counter() - t0)
+    return Run(run.path, model, trainer.step, time.perf_counter() - t0, trainer.history)
 
 
 def _clear(folder: Path) -> None:
