@@ -256,9 +256,9 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         return Samples(self.in_range(x), labels, Cost(**cost, seconds=time.perf_counter() - t0), options)
 
     def in_range(self, x: torch.Tensor) -> torch.Tensor:
-        """x clipped to the data's value range (images: [-1, 1]): a model returns the range its data promises."""
+        """Images clipped to their value range ([-1, 1]): a model returns the range its data promises."""
         lo, hi = self.spec.value_range
-        return x.clamp(lo, hi) if math.isfinite(lo) and math.isfinite(hi) else x
+        return x.clamp(lo, hi) if self.spec.is_image and math.isfinite(lo) and math.isfinite(hi) else x
 
     def sample(self, n: int, *, seed: int | None = None, labels=None, prompt: str | None = None,
                progress: bool = False, **opts: Any) -> torch.Tensor:
