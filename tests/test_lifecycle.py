@@ -154,6 +154,9 @@ def test_interrupted_runs_resume_to_the_same_weights(reference, tmp_path, how, a
     step = json.loads((out / "checkpoint" / "state.json").read_text())["step"]
     if how == "kill":
         assert proc.returncode == -signal.SIGKILL and step == 0  # the step-0 checkpoint: resumable from the start
+        if at == 1:  # and usable as a run before it resumes
+            shown = _genlab("sample", out, "--n", "2", "--out", tmp_path / "early.png")
+            assert shown.returncode == 0, shown.stderr
     else:
         code = 128 + (signal.SIGINT if how == "int" else signal.SIGTERM)
         name = "SIGINT" if how == "int" else "SIGTERM"
@@ -284,3 +287,16 @@ def test_command_line_parse_errors_are_one_line(tmp_path, cli):
 def test_a_sample_count_beyond_memory_is_refused_before_any_work(tmp_path, cli):
     run = train_cli("ae", tmp_path / "r", "--data", "digits")
     one_line_error(*cli("sample", run, "--n", str(10**12))[::2], "more than half of this machine's")
+
+
+def test_the_first_signal_is_noted_and_the_second_stops_at_once():
+    from genlab.training.trainer import _StopSignals
+
+    before = signal.getsignal(signal.SIGINT)
+    with _StopSignals() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.signum == signal.SIGTERM  # noted: the loop saves a checkpoint at the end of its step
+        assert signal.getsignal(signal.SIGINT) is before  # handlers back: a second signal acts at once
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
