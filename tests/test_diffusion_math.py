@@ -3,9 +3,9 @@ grid, the closed-form DDIM map for Gaussian data, and the guidance combination."
 
 import math
 
-import numpy as np
 import pytest
 import torch
+from helpers import gaussian_posterior_on_a_grid
 from torch import nn
 
 import genlab
@@ -54,14 +54,9 @@ def test_posterior_matches_bayes_rule_on_a_grid(t):
     mean, var = s.posterior(x0, xt, torch.tensor([t]))
     # p(x_{t-1} | x_t, x0) ∝ q(x_t | x_{t-1}) q(x_{t-1} | x0), normalised numerically on a fine grid
     a_prev, b = float(s.alphas_cumprod[t - 1]), float(s.betas[t])
-    grid = np.linspace(-8, 8, 400_001)
-    logp = (-(xt.item() - math.sqrt(1 - b) * grid) ** 2 / (2 * b)
-            - (grid - math.sqrt(a_prev) * x0.item()) ** 2 / (2 * (1 - a_prev)))
-    w = np.exp(logp - logp.max())
-    w /= w.sum()
-    m = (w * grid).sum()
+    m, v = gaussian_posterior_on_a_grid(xt.item(), x0.item(), 1 - b, a_prev)
     assert mean.item() == pytest.approx(m, abs=1e-7)
-    assert var.item() == pytest.approx((w * (grid - m) ** 2).sum(), rel=1e-5)
+    assert var.item() == pytest.approx(v, rel=1e-5)
 
 
 def vector_spec(d: int) -> DataSpec:
