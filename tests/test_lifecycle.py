@@ -121,7 +121,7 @@ def _start(out):
 def _wait_for_step(run, step: int, proc) -> None:
     """Until metrics.jsonl has logged `step` (log_every=1), or the process ended."""
     f = run / "metrics.jsonl"
-    deadline = time.time() + 120
+    deadline = time.time() + 900  # a guard against a hang only: a busy machine may be many times slower
     while time.time() < deadline and proc.poll() is None:
         if f.is_file() and len(f.read_text().splitlines()) >= step:
             return
@@ -149,7 +149,7 @@ def test_interrupted_runs_resume_to_the_same_weights(reference, tmp_path, how, a
     proc = _start(out)
     _wait_for_step(out, at, proc)
     proc.send_signal({"kill": signal.SIGKILL, "int": signal.SIGINT, "term": signal.SIGTERM}[how])
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=900)
     assert proc.returncode != 0, "the run finished before the signal; make its steps slower"
     step = json.loads((out / "checkpoint" / "state.json").read_text())["step"]
     if how == "kill":
@@ -178,7 +178,7 @@ def test_a_second_writer_is_refused_while_the_first_finishes_unharmed(tmp_path, 
         code, _, err = cli("train", *extra, "--out", out, "--no-progress")
         assert proc.poll() is None, "the first run ended before the second writer came"
         one_line_error(code, err, "is being written by another genlab process (pid ")
-    assert proc.wait(timeout=300) == 0
+    assert proc.wait(timeout=1800) == 0
     assert (out / "config.json").read_text() == config and load_file(str(out / "model.safetensors"))
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 1501))
