@@ -50,7 +50,8 @@ def test_resume_after_kill_is_exact(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = two / "checkpoint" / "state.json"
     deadline = time.time() + 900  # a guard against a hang only: a busy machine may be many times slower
-    while _checkpoint_step(state) < 100 and time.time() < deadline and proc.poll() is None:  # step 0's checkpoint comes first
+    # step 0's checkpoint comes first
+    while _checkpoint_step(state) < 100 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
