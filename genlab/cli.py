@@ -123,6 +123,8 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the run in --out with a new one"),
     seed: int | None = typer.Option(None),
     device: str | None = typer.Option(None, help="auto | cpu | cuda | mps"),
+    precision: str | None = typer.Option(None, help="auto (bf16 where the CPU or GPU computes it natively, else "
+                                         "fp32) | fp32 | bf16 | fp16 (CUDA); same as --set train.precision=..."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train a model; writes a run directory (config, weights, checkpoints, metrics.jsonl, samples)."""
@@ -134,8 +136,8 @@ def train(
     from .training.trainer import train as run_training
 
     sec = _train_sections(config, sets)
-    cli_train = {k: v for k, v in (("batch_size", batch_size), ("lr", lr), ("seed", seed), ("device", device))
-                 if v is not None}
+    cli_train = {k: v for k, v in (("batch_size", batch_size), ("lr", lr), ("seed", seed), ("device", device),
+                                   ("precision", precision)) if v is not None}
     budget = {k: v for k, v in (("steps", steps), ("epochs", epochs), ("minutes", minutes)) if v is not None}
     if resume:
         if out is None:
@@ -170,9 +172,12 @@ def train(
     last = run.history[-1] if run.history else {}
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary line
         loss = f"loss {last['loss']:.4g}, " if "loss" in last else ""
-        print(f"trained {kind} for {run.step} steps ({loss}{run.seconds:.0f} s); run directory: {run.path}")
+        print(f"trained {kind} for {run.step} steps in {run.precision} ({loss}{run.seconds:.0f} s); run directory: "
+              f"{run.path}")
 
 
+PRECISION_HELP = ("auto (bf16 where the CPU or GPU computes it natively, else fp32) | fp32 | bf16 | fp16 (CUDA); "
+                  "what the networks run in")
 SAMPLE_OPTS_HELP = ("a sampling option of the model's kind, key=value; repeatable. Each also has a flag of its "
                     "own: --KEY VALUE (e.g. --steps 20). `genlab models KIND` lists them")
 OPEN_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}  # --KEY VALUE for sampling options
@@ -232,6 +237,34 @@ def _inpaint(model, run: Path, source: str, mask_name: str, n: int, seed: int, l
     return out
 
 
+def _draw(model, run: Path, n: int, seed: int, label, prompt, opts: dict, inpaint, mask: str, resample: int,
+          translate, direction: str, precision: str):
+    """What `genlab sample` writes: samples, inpaintings or translations (float32, on the CPU)."""
+    import torch
+
+    if inpaint is not None:
+        return _inpaint(model, run, inpaint, mask, n, seed, label, resample, opts).cpu().float()
+    if translate is not None:
+        if model.task != "translate":
+            from .models import REGISTRY
+
+            kinds = ", ".join(k for k, c in REGISTRY.items() if c.task == "translate")
+            raise GenlabError(f"{model.kind} does not translate images; --translate is for runs of {kinds}")
+        from .apps.inpaint import load_inputs
+
+        if direction == "ba" and translate == "test":
+            from .data import load_dataset
+
+            target = model.output_data({})
+            test = load_dataset(target["name"], "test", **target.get("opts", {}))
+            x_in = test.take(torch.arange(min(n, len(test))))[0]
+        else:
+            x_in = load_inputs(translate, model.spec, n)
+        return torch.cat([x_in, model.translate(x_in, direction).cpu().float()])
+    return model.sample(n, seed=seed, labels=label, prompt=prompt, progress=_progress(), precision=precision,
+                        **opts).cpu()
+
+
 @app.command(context_settings=OPEN_OPTIONS)
 def sample(
     ctx: typer.Context,
@@ -251,14 +284,14 @@ def sample(
                                          "first --n test images of the source domain)"),
     direction: str = typer.Option("ab", help="with --translate: ab (training data -> target) or ba"),
     device: str = typer.Option("auto"),
+    precision: str = typer.Option("auto", help=PRECISION_HELP),
 ) -> None:
     """Draw samples from a trained model and write them as a picture or arrays, in original units.
     With --inpaint, fill the masked part of given images instead (rows: input with the hole, result); with
     --translate (translation models), translate given images (rows: input, translation)."""
-    import torch
-
     from .io import write_csv, write_npz
     from .models import load_model
+    from .precision import autocast, resolve
     from .report.images import save_samples
     from .training.trainer import resolve_device
 
@@ -266,27 +299,9 @@ def sample(
         raise GenlabError(f"--n must be >= 1, got {n}")
     model = load_model(run, device=str(resolve_device(device)))
     opts = _sample_options(model, opt, ctx.args)
-    if inpaint is not None:
-        x = _inpaint(model, run, inpaint, mask, n, seed, label, resample, opts)
-    elif translate is not None:
-        if model.task != "translate":
-            from .models import REGISTRY
-
-            kinds = ", ".join(k for k, c in REGISTRY.items() if c.task == "translate")
-            raise GenlabError(f"{model.kind} does not translate images; --translate is for runs of {kinds}")
-        from .apps.inpaint import load_inputs
-
-        if direction == "ba" and translate == "test":
-            from .data import load_dataset
-
-            target = model.output_data({})
-            test = load_dataset(target["name"], "test", **target.get("opts", {}))
-            x_in = test.take(torch.arange(min(n, len(test))))[0]
-        else:
-            x_in = load_inputs(translate, model.spec, n)
-        x = torch.cat([x_in, model.translate(x_in, direction).cpu()])
-    else:
-        x = model.sample(n, seed=seed, labels=label, prompt=prompt, progress=_progress(), **opts)
+    precision = resolve(precision, model.device)[0]
+    with autocast(precision, model.device):
+        x = _draw(model, run, n, seed, label, prompt, opts, inpaint, mask, resample, translate, direction, precision)
     ext = "png" if model.spec.is_image or model.spec.dims == 2 else "npz"
     what = "inpaint" if inpaint else "translate" if translate else "sample"
     out = out or run / "samples" / f"{what}_seed{seed}.{ext}"
@@ -322,6 +337,8 @@ def eval_cmd(
     seed: int = typer.Option(0),
     opt: list[str] = typer.Option([], "--opt", help=SAMPLE_OPTS_HELP),
     device: str = typer.Option("auto"),
+    precision: str = typer.Option("auto", help=PRECISION_HELP + " while drawing the samples (likelihoods and "
+                                  "features are always float32)"),
 ) -> None:
     """Evaluate a run on its test split with the protocol's metrics; writes RUN/eval.json and prints a table."""
     from rich.table import Table
@@ -333,7 +350,7 @@ def eval_cmd(
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     opts = _sample_options(RunDir.open(run).model(), opt, ctx.args)
     result = evaluate(run, metrics=names, n=n, k=k, device=device, extractor=extractor, seed=seed,
-                      sample_opts=opts)
+                      sample_opts=opts, precision=precision)
     if json_out:
         atomic_write_json(json_out, result)
     t = Table(title=f"eval of {run}: protocol v{result['protocol']}, {result['seconds']} s")
@@ -349,7 +366,7 @@ def eval_cmd(
         cost = f"{s['nfe_per_sample']} network evaluation(s) per sample"
         if s["candidates_per_sample"] != 1:
             cost += f", {s['candidates_per_sample']} candidates drawn per kept sample"
-        print(f"sampling: {s['n']} samples at {s['samples_per_s']} samples/s, {cost}")
+        print(f"sampling: {s['n']} samples in {s['precision']} at {s['samples_per_s']} samples/s, {cost}")
     if result["dataset"] != result["trained_on"]:
         print(f"reference: {result['dataset']} test split (the {result['task']} target; trained on "
               f"{result['trained_on']})")

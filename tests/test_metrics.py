@@ -88,7 +88,9 @@ def _brute_pr_dc(real, fake, k_pr, k_dc):
     return precision, recall, density, coverage
 
 
-def test_precision_recall_density_coverage_match_brute_force():
+@pytest.mark.parametrize("block", [4096, 50, 7])  # one block, and blocks that split rows and columns unevenly
+def test_precision_recall_density_coverage_match_brute_force(block, monkeypatch):
+    monkeypatch.setattr("genlab.metrics.manifold.BLOCK", block)
     real, fake = _feats(120, 5), _feats(90, 5, shift=0.6, scale=0.7, seed=4)
     p, r = precision_recall(real, fake, k=3)
     d, c = density_coverage(real, fake, k=5)

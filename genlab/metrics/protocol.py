@@ -180,33 +180,37 @@ def likelihood(model, dataset, k: int = 100, n: int | None = None, batch_size: i
 
 
 @torch.no_grad()
-def draw_samples(model, n: int, seed: int = 0, batch_size: int | None = None, **opts):
+def draw_samples(model, n: int, seed: int = 0, batch_size: int | None = None, precision: str = "auto", **opts):
     """n samples in batches (balanced labels for class-conditional models) -> Samples (x on the CPU, labels, the
     cost per sample over all batches). opts are the model's sampling options (`genlab models` lists them);
-    batch_size defaults to the model's choice for them."""
+    batch_size defaults to the model's choice for them; precision: what the networks run in (genlab.precision)."""
     from ..models.base import Cost, Samples
+    from ..precision import resolve
 
     labels = torch.arange(n) % model.spec.num_classes if model.conditioning == "class" else None
     batch_size = batch_size or model.sample_batch_size(n, model.sample_options(**opts))
     chunks, cost = [], Cost(nfe=0.0, candidates=0.0)
     for i, start in enumerate(range(0, n, batch_size)):
         lab = None if labels is None else labels[start:start + batch_size]
-        s = model.generate(min(batch_size, n - start), seed=seed + i, labels=lab, **opts)
+        s = model.generate(min(batch_size, n - start), seed=seed + i, labels=lab, precision=precision, **opts)
         chunks.append(s.x.cpu())
         m = len(s.x)
         cost.nfe += s.cost.nfe * m / n
         cost.candidates += s.cost.candidates * m / n
         cost.seconds += s.cost.seconds
-    return Samples(torch.cat(chunks), labels, cost, model.sample_options(**opts))
+    return Samples(torch.cat(chunks), labels, cost, model.sample_options(**opts), resolve(precision, model.device)[0])
 
 
 def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None, n: int | None = None,
              k: int = 100, device: str = "auto", extractor: str | None = None, seed: int = 0,
-             write: bool = True, sample_opts: dict[str, Any] | None = None) -> dict[str, Any]:
+             write: bool = True, sample_opts: dict[str, Any] | None = None, precision: str = "auto") -> dict[str, Any]:
     """Evaluate a run on the test split of the data its samples model (the training data, or a translation's
     target domain); writes RUN/evals/KEY.json and RUN/eval.json. n: samples generated (default 10,000, or the
     test split's size if smaller), and also the number of test examples scored for nll (default all);
-    k: importance samples of the IWAE bound; sample_opts: the model's sampling options (sampler, steps, ...)."""
+    k: importance samples of the IWAE bound; sample_opts: the model's sampling options (sampler, steps, ...);
+    precision: what the networks run in while drawing the samples (auto | fp32 | bf16 | fp16; the feature
+    extractor and likelihoods are float32 in every case)."""
+    from ..precision import resolve
     from ..runs import RunDir
     from ..training.trainer import resolve_device
 
@@ -217,6 +221,7 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
         model.to(memory_format=torch.channels_last)
     sample_opts = dict(sample_opts or {})
     model.sample_options(**sample_opts)  # a bad option fails before any work
+    precision = resolve(precision, model.device)[0]
     data = model.output_data(rd.data)
     test = rd.dataset("test", data)
     names = list(metrics) if metrics else applicable(model.spec, model)
@@ -233,13 +238,13 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
     n_samples = n or min(10_000, len(test))
     options = {"n": n_samples if sample_metrics else n, "seed": seed, **sample_opts,
                "metrics": "+".join(names) if metrics else None, "k": k if "nll" in names else None,
-               "extractor": extractor}
+               "extractor": extractor, "precision": precision if sample_metrics and precision != "fp32" else None}
     result: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "run": str(rd.path), "task": model.task,
                               "trained_on": rd.data["name"], "dataset": data["name"], "split": "test",
                               "options": options, "metrics": {}}
     if sample_metrics:
-        s = draw_samples(model, n_samples, seed=seed, **sample_opts)
-        result["sampling"] = {"n": n_samples, "seconds": round(s.cost.seconds, 2),
+        s = draw_samples(model, n_samples, seed=seed, precision=precision, **sample_opts)
+        result["sampling"] = {"n": n_samples, "precision": precision, "seconds": round(s.cost.seconds, 2),
                               "samples_per_s": round(n_samples / max(s.cost.seconds, 1e-9), 1),
                               "nfe_per_sample": round(s.cost.nfe, 2),
                               "candidates_per_sample": round(s.cost.candidates, 2), **sample_opts}

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ..config import check
 from ..errors import GenlabError
+from ..precision import exact
 from .base import generator, randn
 from .latent import LatentConfig, LatentModel
 
@@ -85,6 +86,7 @@ class Autoencoder(LatentModel):
         return loss, {"loss": loss.detach()}
 
     @torch.no_grad()
+    @exact  # statistics of the codes: float32 in every precision
     def _update_code_stats(self, z: torch.Tensor) -> None:
         m = self.config.code_momentum if self.code_count > 0 else 1.0
         mean = z.mean(0)

@@ -31,6 +31,7 @@ from torch import nn
 from ..config import defaults, field_help, from_dict, to_dict
 from ..data.spec import DataSpec
 from ..errors import CapabilityError, GenlabError
+from ..precision import autocast, fp32, resolve
 
 CAPABILITIES = ("log_prob", "encode", "decode", "reconstruct", "interpolate", "traverse", "inpaint")
 
@@ -72,6 +73,7 @@ class Samples:
     labels: torch.Tensor | None
     cost: Cost
     options: Any = None
+    precision: str = "fp32"  # what the networks ran in
 
 
 CONDITIONING = ("none", "class", "text")
@@ -241,8 +243,9 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         return min(n, 500)
 
     def generate(self, n: int, *, seed: int | None = None, labels=None, prompt: str | None = None,
-                 progress: bool = False, **opts: Any) -> Samples:
-        """n samples with their labels and cost; options are the family's SampleOptions fields."""
+                 progress: bool = False, precision: str = "auto", **opts: Any) -> Samples:
+        """n samples with their labels and cost; options are the family's SampleOptions fields. precision: what
+        the networks run in (auto | fp32 | bf16 | fp16, see genlab.precision); the samples are float32."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise GenlabError(f"the number of samples must be an integer >= 1, got {n!r}")
         need, memory = 4 * n * self.spec.dims, _memory_bytes()
@@ -251,9 +254,12 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
                               f"half of this machine's {memory / 2**30:.0f} GiB; draw fewer at a time")
         options = self.sample_options(**opts)
         labels = self.check_conditioning(n, labels, prompt)
+        precision = resolve(precision, self.device)[0]
         t0 = time.perf_counter()
-        x, cost = self._sample(n, seed=seed, labels=labels, options=options, progress=progress)
-        return Samples(self.in_range(x), labels, Cost(**cost, seconds=time.perf_counter() - t0), options)
+        with autocast(precision, self.device):
+            x, cost = self._sample(n, seed=seed, labels=labels, options=options, progress=progress)
+        return Samples(self.in_range(fp32(x)), labels, Cost(**cost, seconds=time.perf_counter() - t0), options,
+                       precision)
 
     def in_range(self, x: torch.Tensor) -> torch.Tensor:
         """Images clipped to their value range ([-1, 1]): a model returns the range its data promises."""
@@ -261,9 +267,10 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         return x.clamp(lo, hi) if self.spec.is_image and math.isfinite(lo) and math.isfinite(hi) else x
 
     def sample(self, n: int, *, seed: int | None = None, labels=None, prompt: str | None = None,
-               progress: bool = False, **opts: Any) -> torch.Tensor:
-        """(n, *spec.shape) samples in data space; the same seed gives the same samples."""
-        return self.generate(n, seed=seed, labels=labels, prompt=prompt, progress=progress, **opts).x
+               progress: bool = False, precision: str = "auto", **opts: Any) -> torch.Tensor:
+        """(n, *spec.shape) samples in data space; the same seed (and precision) gives the same samples."""
+        return self.generate(n, seed=seed, labels=labels, prompt=prompt, progress=progress, precision=precision,
+                             **opts).x
 
     @abstractmethod
     def _sample(self, n: int, *, seed: int | None, labels: torch.Tensor | None, options: Any,

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..config import check
 from ..errors import GenlabError
+from ..precision import fp32
 from .base import GenerativeModel
 from .gan import d_loss, g_loss
 
@@ -66,7 +67,7 @@ class ResnetGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
-        return self.net(x)
+        return fp32(self.net(x))
 
 
 def patch_discriminator(c_img: int, c: int) -> nn.Module:
@@ -123,13 +124,13 @@ class CycleGAN(GenerativeModel):
         if phase == "discriminator":
             with torch.no_grad():  # no generator graph in the discriminator's step
                 fake_b, fake_a = self.G_ab(a), self.G_ba(b)
-            loss_b = d_loss("lsgan", self.D_b(b), self.D_b(fake_b))
-            loss_a = d_loss("lsgan", self.D_a(a), self.D_a(fake_a))
+            loss_b = d_loss("lsgan", fp32(self.D_b(b)), fp32(self.D_b(fake_b)))
+            loss_a = d_loss("lsgan", fp32(self.D_a(a)), fp32(self.D_a(fake_a)))
             loss = loss_a + loss_b
             return loss, {"loss": loss}
         c = self.config
         fake_b, fake_a = self.G_ab(a), self.G_ba(b)
-        adv = g_loss("lsgan", self.D_b(fake_b)) + g_loss("lsgan", self.D_a(fake_a))
+        adv = g_loss("lsgan", fp32(self.D_b(fake_b))) + g_loss("lsgan", fp32(self.D_a(fake_a)))
         cycle = F.l1_loss(self.G_ba(fake_b), a) + F.l1_loss(self.G_ab(fake_a), b)
         ident = F.l1_loss(self.G_ab(b), b) + F.l1_loss(self.G_ba(a), a) if c.identity > 0 else adv.new_zeros(())
         loss = adv + c.cycle * cycle + c.cycle * c.identity * ident

@@ -24,6 +24,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from ..config import check
 from ..errors import GenlabError
 from ..nn import MLP, Attention, activation, fourier_features
+from ..precision import fp32
 from .base import GenerativeModel, generator
 
 LOSSES = ("minimax", "ns", "wgan", "wgan-gp", "hinge", "lsgan")
@@ -179,7 +180,7 @@ class MLPGenerator(nn.Module):
         self.net = MLP(latent * (2 if n_cond else 1), hidden, d, act="relu")
 
     def forward(self, z, y=None):
-        return self.net(torch.cat([z, self.embed(y)], 1) if self.embed is not None else z)
+        return fp32(self.net(torch.cat([z, self.embed(y)], 1) if self.embed is not None else z))
 
 
 class DCGenerator(nn.Module):
@@ -210,7 +211,7 @@ class DCGenerator(nn.Module):
     def forward(self, z, y=None):
         z = torch.cat([z, self.embed(y)], 1) if self.embed is not None else z
         h = F.relu(self.bn0(self.fc(z).view(-1, self.c0, self.h0, self.w0)))
-        return torch.tanh(self.ups(h))
+        return fp32(torch.tanh(self.ups(h)))
 
 
 class Discriminator(nn.Module):
@@ -270,9 +271,10 @@ class Discriminator(nn.Module):
         if self.cfg.minibatch_std:
             h = minibatch_std(h)
         h = h.flatten(1)
-        logit = self.out(h).squeeze(1)
+        h = fp32(h)
+        logit = fp32(self.out(h).squeeze(1))
         if self.proj is not None:
-            logit = logit + (self.proj(y) * h).sum(1)
+            logit = logit + (fp32(self.proj(y)) * h).sum(1)
         return logit, h
 
 

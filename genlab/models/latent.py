@@ -12,6 +12,7 @@ from ..config import check
 from ..data.spec import DataSpec
 from ..errors import GenlabError
 from ..nn import MLP, ConvDecoder, ConvEncoder
+from ..precision import fp32
 from .base import GenerativeModel
 
 
@@ -73,14 +74,14 @@ class LatentModel(GenerativeModel):
         if self.arch == "conv":
             if oh is not None:
                 x = torch.cat([x, oh[:, :, None, None].expand(-1, -1, *x.shape[2:])], 1)
-            return self.encoder(x)
+            return fp32(self.encoder(x))
         x = x.flatten(1)
-        return self.encoder(x if oh is None else torch.cat([x, oh], 1))
+        return fp32(self.encoder(x if oh is None else torch.cat([x, oh], 1)))
 
     def _decode_raw(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """(B, L) -> (B, out_factor, *spec.shape)."""
         oh = self._onehot(y, len(z))
-        out = self.decoder(z if oh is None else torch.cat([z, oh], 1))
+        out = fp32(self.decoder(z if oh is None else torch.cat([z, oh], 1)))
         return out.view(len(z), self.out_factor, *self.spec.shape)
 
     def latent_center_scale(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,6 +19,7 @@ from torch import nn
 from ..config import check
 from ..data.dataset import dequantize
 from ..errors import GenlabError
+from ..precision import exact
 from .base import generator, randn
 from .latent import LatentConfig, LatentModel
 
@@ -185,6 +186,7 @@ class VAE(LatentModel):
             raise GenlabError("a bernoulli decoder on non-binary targets (binarize=false) defines no likelihood; "
                               "train with binarize=true or likelihood=gaussian")
 
+    @exact
     def elbo(self, x, y=None) -> torch.Tensor:
         """Per-example ELBO in nats (analytic KL, one z sample), a lower bound on log P(x)."""
         self._check_likelihood()
@@ -195,6 +197,7 @@ class VAE(LatentModel):
         return self.log_px(t, self._decode_raw(z, y)) - gaussian_kl(mu, logvar).sum(1) + self.log_offset
 
     @torch.no_grad()
+    @exact
     def log_prob(self, x, y=None, k: int = 1, chunk: int = 4096) -> torch.Tensor:
         """Per-example lower bound on log P(x) in nats: the ELBO for k = 1, the importance-weighted bound
         log (1/k) sum_i p(x, z_i)/q(z_i|x) for k > 1 (Burda et al. 2016), which tightens as k grows.

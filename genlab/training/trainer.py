@@ -37,6 +37,7 @@ from ..data.stream import FolderStream
 from ..errors import GenlabError, Interrupted, TrainingDiverged
 from ..io import atomic_write_bytes, read_jsonl
 from ..models.base import GenerativeModel
+from ..precision import PRECISIONS, autocast, resolve
 from .batches import BatchOrder, StreamedBatches
 from .checkpoint import (
     checkpoint_dir,
@@ -67,6 +68,7 @@ class TrainConfig:
     diag_every: int = 0  # 0: with every sample grid
     seed: int = 0  # initial weights, data order and training noise
     device: str = "auto"  # auto | cpu | cuda | mps
+    precision: str = "auto"  # auto (bf16 where the CPU or GPU computes it natively, else fp32) | fp32 | bf16 | fp16
     channels_last: bool = True  # image models: NHWC memory layout (1.49x faster conv VAE training on CPU here)
     workers: int = 2  # DataLoader processes decoding a streamed dataset (0: in the training process)
     tensorboard: bool = False  # also log to RUN/tb for TensorBoard
@@ -92,6 +94,8 @@ class TrainConfig:
         check(self.workers >= 0, f"workers must be >= 0, got {self.workers}")
         check(self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
               f"device must be auto, cpu, cuda or mps, got '{self.device}'")
+        check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, "
+              f"got '{self.precision}'")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -125,6 +129,7 @@ class Run:
     step: int
     seconds: float
     records: list[dict[str, Any]] | None = None
+    precision: str = "fp32"  # what the networks ran in (train.precision resolved)
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -216,6 +221,9 @@ class Trainer:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(device)
         self.device = device
+        # the networks run under autocast; weights, optimizer state and EMA stay float32 (precision.py)
+        self.precision, self.precision_why = resolve(cfg.precision, device)
+        self.scaler = torch.amp.GradScaler(device.type) if self.precision == "fp16" else None
         if cfg.batch_size % self.world:
             raise GenlabError(f"batch_size {cfg.batch_size} must be divisible by the {self.world} processes")
         self.n = len(dataset)
@@ -263,6 +271,13 @@ class Trainer:
             torch.manual_seed(cfg.seed * 1000 + self.rank)  # per-process noise streams, fixed by the seed
         # the model reads its EMA (e.g. a consistency model's target network); a plain attribute, not a buffer
         self.model.ema_state = self.ema.state if self.ema is not None else None
+
+    def announce(self) -> None:
+        """One line on stderr, with the progress bar: the precision the networks train in and why."""
+        if self.main and self.cfg.progress:
+            import sys
+
+            print(f"genlab: training in {self.precision} ({self.precision_why})", file=sys.stderr)
 
     def _fit_start(self) -> None:
         """model.on_fit_start on the fixed batch `start_idx`: in training mode, without gradients, on a forked RNG
@@ -340,14 +355,23 @@ class Trainer:
                 group["lr"] = self.cfg.lr * factor * scale.get(phase, 1.0)
             for _ in range(repeats):
                 x, y = self._batch()
-                loss, parts = self.net(x, y, phase=phase, step=self.step)
+                with autocast(self.precision, self.device):
+                    loss, parts = self.net(x, y, phase=phase, step=self.step)
                 self._guard(loss, phase)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if self.scaler is None:
+                    loss.backward()
+                else:  # fp16: the loss scaled up so small gradients survive, unscaled before clipping
+                    self.scaler.scale(loss).backward()
+                    self.scaler.unscale_(opt)
                 if self.cfg.grad_clip > 0:
                     params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
                     torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
-                opt.step()
+                if self.scaler is None:
+                    opt.step()
+                else:
+                    self.scaler.step(opt)  # skipped where the scaled gradients overflowed
+                    self.scaler.update()
                 self.model.after_step(phase)
             prefix = "" if len(self.model.phases) == 1 else f"{phase}/"
             logs.update({prefix + k: v.detach() for k, v in parts.items()})
@@ -380,7 +404,8 @@ class Trainer:
             files: dict[str, Any] = {
                 "state.json": {"step": self.step, "draws": self.draws, "elapsed": self.elapsed},
                 "model.safetensors": self.model.state_dict(),
-                "optim.pt": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "optim.pt": {**{k: o.state_dict() for k, o in self.optimizers.items()},
+                             **({SCALER: self.scaler.state_dict()} if self.scaler is not None else {})},
                 "rng.pt": rng_state(),
             }
             if self.ema is not None:
@@ -397,6 +422,8 @@ class Trainer:
         self.model.load_state_dict(ck["model"])
         for name, opt in self.optimizers.items():
             opt.load_state_dict(_regroup(ck["optim"][name], opt, self.phase_params[name]))
+        if self.scaler is not None and SCALER in ck["optim"]:
+            self.scaler.load_state_dict(ck["optim"][SCALER])
         if self.ema is not None and "ema" in ck:
             self.ema.state = {k: v.to(self.device) for k, v in ck["ema"].items()}
         st = ck["state"]
@@ -451,7 +478,7 @@ class Trainer:
 
         with self._side_work(use_ema=True):
             n = 64 if self.model.spec.is_image else 1000
-            x = self.model.sample(n, seed=self.cfg.seed)
+            x = self.model.sample(n, seed=self.cfg.seed, precision=self.precision)
             ref = self.dataset.take(torch.arange(min(2000, self.n)))[0] if self.model.spec.dims == 2 else None
             save_samples(x.cpu(), self.model.spec, self.run / "samples" / f"step_{self.step:07d}.png", ref,
                          f"step {self.step}")
@@ -529,6 +556,9 @@ class Trainer:
             self.model.to(memory_format=torch.contiguous_format)
 
 
+SCALER = "grad_scaler"  # fp16's GradScaler state, beside the optimizers' in checkpoint/optim.pt
+
+
 class _StopSignals:
     """While training: the first SIGINT (Ctrl-C) or SIGTERM is noted (`signum`) so the loop can save a checkpoint
     at the end of its step and stop; the handlers are then put back, so a second signal stops at once."""
@@ -591,7 +621,7 @@ class _Progress:
 
 # training options a resumed run may change (recorded in config.json's "history"); the rest make the weights
 RESUMABLE = {"steps", "epochs", "minutes", "lr", "grad_clip", "log_every", "sample_every", "checkpoint_every",
-             "diag_every", "device", "tensorboard", "progress", "workers"}
+             "diag_every", "device", "precision", "tensorboard", "progress", "workers"}
 
 
 def _check_resume(run, model: GenerativeModel, cfg: TrainConfig, data_info: dict[str, Any]) -> dict[str, list]:
@@ -650,9 +680,10 @@ def train(model: GenerativeModel, dataset: GenDataset | FolderStream, *, steps: 
         if cfg.tensorboard:
             raise GenlabError("tensorboard=true writes into the run directory; pass out=RUN_DIR")
         trainer = Trainer(model, dataset, cfg, None, data or {"name": dataset.spec.name}, False)
+        trainer.announce()
         t0 = time.perf_counter()
         trainer.fit()
-        return Run(None, model, trainer.step, time.perf_counter() - t0, trainer.history)
+        return Run(None, model, trainer.step, time.perf_counter() - t0, trainer.history, trainer.precision)
     run = RunDir(out)
     data_info = data or {"name": dataset.spec.name}
     if resume and not run.is_run:
@@ -685,8 +716,10 @@ def train(model: GenerativeModel, dataset: GenDataset | FolderStream, *, steps: 
                         history = [*history, {"step": trainer.step, "resumed": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                               "changed": changed}]
                     meta = {**model.describe(), "train": to_dict(cfg), "data": trainer.data_info, "seed": cfg.seed,
-                            "world_size": trainer.world, **({"history": history} if history else {})}
+                            "world_size": trainer.world, "precision": trainer.precision,
+                            **({"history": history} if history else {})}
                     run.write_meta(meta)
+                trainer.announce()
                 t0 = time.perf_counter()
                 trainer.fit()
             except GenlabError as e:
@@ -698,7 +731,7 @@ def train(model: GenerativeModel, dataset: GenDataset | FolderStream, *, steps: 
     finally:
         if main and created and run.is_empty():
             shutil.rmtree(run.path, ignore_errors=True)
-    return Run(run.path, model, trainer.step, time.perf_counter() - t0, trainer.history)
+    return Run(run.path, model, trainer.step, time.perf_counter() - t0, trainer.history, trainer.precision)
 
 
 def _clear(folder: Path) -> None:

@@ -28,6 +28,7 @@ from ...config import check, defaults, field_help
 from ...data.spec import DataSpec
 from ...errors import GenlabError
 from ...nn.denoisers import DENOISERS, build_denoiser, denoiser_class, denoiser_option_names, denoiser_options
+from ...precision import fp32
 from ..base import GenerativeModel, generator
 from .conditioners import make_conditioner
 from .samplers import Sampler, sample_loop, sampler_class
@@ -180,7 +181,7 @@ class DDPM(GenerativeModel):
         noise = torch.randn_like(x)
         xt = self.schedule.q_sample(x, t, noise)
         cond = self.conditioner.drop(self.conditioner(y), c.p_uncond)
-        pred = self.net(xt, t, cond)
+        pred = fp32(self.net(xt, t, cond))
         a = self.schedule.abar(t, x)
         err = F.mse_loss(pred, self.schedule.target(x, noise, a, c.target), reduction="none").flatten(1).mean(1)
         if c.min_snr > 0:  # min(SNR, gamma) expressed for each target (Hang et al. 2023, eq. 9-11)
@@ -200,11 +201,11 @@ class DDPM(GenerativeModel):
 
         def denoise(x: torch.Tensor, t: torch.Tensor):
             if cond is None or guidance == 1:
-                pred = self.net(x, t, cond)
+                pred = fp32(self.net(x, t, cond))
             elif guidance == 0:
-                pred = self.net(x, t, null)
+                pred = fp32(self.net(x, t, null))
             else:
-                both = self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, null]))
+                both = fp32(self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, null])))
                 p_cond, p_uncond = both.chunk(2)
                 pred = p_uncond + guidance * (p_cond - p_uncond)
             a = self.schedule.abar(t, x)

@@ -1,0 +1,121 @@
+"""Does bf16 cost quality? Two measurements on Fashion-MNIST, each run trained and sampled in its precision.
+
+1. Equal steps (`--part steps`), three seeds each, fp32 and bf16 alternating: the conv VAE's test likelihood
+   bounds (negative ELBO and IWAE k=10, bits/dim, on 2,000 test images: likelihoods are evaluated in float32
+   in every precision), and FID/KID of the U-Net ddpm (1,000 samples, 20 DDIM steps) and the DCGAN (2,000
+   samples). bf16 is within the seed-to-seed spread when |mean(bf16) - mean(fp32)| is at most two standard
+   deviations of the fp32 seeds.
+2. Equal wall clock (`--part wall`): the U-Net ddpm for --minutes each in fp32 and in bf16 (seed 0), then FID/KID
+   of 1,000 samples with 50 DDIM steps.
+
+Runs are kept under --out and reused, so a stopped benchmark goes on where it was.
+
+    python benchmarks/precision_quality.py --part steps
+    python benchmarks/precision_quality.py --part wall --minutes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import torch
+
+import genlab
+from genlab.runs import RunDir
+
+# name: (kind, model options, training options, evaluation)
+MODELS = {
+    "vae": ("vae", {}, {"steps": 600, "batch_size": 128}, {"metrics": ["nll"], "n": 2000, "k": 10}),
+    "ddpm": ("ddpm", {}, {"steps": 300, "batch_size": 64},
+             {"metrics": ["fid", "kid"], "n": 1000, "sample_opts": {"sampler": "ddim", "steps": 20}}),
+    "gan": ("gan", {}, {"steps": 600, "batch_size": 128}, {"metrics": ["fid", "kid"], "n": 2000}),
+}
+
+
+def trained(out: Path, kind: str, opts: dict, train_opts: dict, precision: str, seed: int) -> Path:
+    if RunDir(out).is_run and (out / "model.safetensors").is_file():
+        state = json.loads((out / "checkpoint" / "state.json").read_text())
+        budget = train_opts.get("steps")
+        if budget is None or state["step"] >= budget:
+            return out
+        return genlab.train(genlab.load(out), genlab.load_dataset("fashion-mnist"), out=out, resume=True,
+                            progress=False, **train_opts).path
+    data = genlab.load_dataset("fashion-mnist")
+    torch.manual_seed(seed)
+    model = genlab.create(kind, data.spec, **opts)
+    genlab.train(model, data, out=out, overwrite=out.exists(), seed=seed, precision=precision, progress=False,
+                 **train_opts)
+    return out
+
+
+def score(run: Path, ev: dict, precision: str) -> dict:
+    key = "+".join(ev["metrics"])
+    saved = run / f"quality-{key}.json"
+    if saved.is_file():
+        return json.loads(saved.read_text())
+    res = genlab.evaluate(run, metrics=ev["metrics"], n=ev["n"], k=ev.get("k", 100), device="cpu",
+                          sample_opts=ev.get("sample_opts"), precision=precision)
+    m = res["metrics"]
+    out = ({"elbo_bpd": m["nll"]["elbo_bpd"], f"iwae_k{ev['k']}_bpd": m["nll"][f"iwae_k{ev['k']}_bpd"]}
+           if "nll" in m else {"fid": m["fid"], "kid": m["kid"]})
+    train_s = json.loads((run / "checkpoint" / "state.json").read_text())["elapsed"]
+    out["train_seconds"] = round(train_s, 1)
+    out["steps"] = json.loads((run / "checkpoint" / "state.json").read_text())["step"]
+    saved.write_text(json.dumps(out))
+    return out
+
+
+def part_steps(root: Path, models: list[str], seeds: list[int]) -> None:
+    results: dict = {}
+    for name in models:
+        kind, opts, train_opts, ev = MODELS[name]
+        for seed in seeds:
+            for precision in ("fp32", "bf16"):  # alternating
+                run = trained(root / f"{name}-{precision}-s{seed}", kind, opts, train_opts, precision, seed)
+                r = score(run, ev, precision)
+                results.setdefault(name, {}).setdefault(precision, []).append(r)
+                print(f"{name} seed {seed} {precision}: {r}", flush=True)
+    print("\n| model | metric | fp32 (mean ± sd over seeds) | bf16 | difference / sd(fp32) | train s fp32 -> bf16 |")
+    print("|---|---|---|---|---|---|")
+    for name, per in results.items():
+        for metric in [k for k in per["fp32"][0] if k not in ("train_seconds", "steps")]:
+            a = [r[metric] for r in per["fp32"]]
+            b = [r[metric] for r in per["bf16"]]
+            sd = statistics.stdev(a) if len(a) > 1 else float("nan")
+            t32 = statistics.mean(r["train_seconds"] for r in per["fp32"])
+            t16 = statistics.mean(r["train_seconds"] for r in per["bf16"])
+            print(f"| {name} | {metric} | {statistics.mean(a):.4g} ± {sd:.2g} | {statistics.mean(b):.4g} ± "
+                  f"{statistics.stdev(b) if len(b) > 1 else float('nan'):.2g} | "
+                  f"{(statistics.mean(b) - statistics.mean(a)) / sd:+.2f} | {t32:.0f} -> {t16:.0f} |")
+    (root / "steps.json").write_text(json.dumps(results, indent=2))
+
+
+def part_wall(root: Path, minutes: float) -> None:
+    ev = {"metrics": ["fid", "kid"], "n": 1000, "sample_opts": {"sampler": "ddim", "steps": 50}}
+    for precision in ("fp32", "bf16"):
+        run = trained(root / f"ddpm-{minutes:g}min-{precision}", "ddpm", {}, {"minutes": minutes}, precision, 0)
+        r = score(run, ev, precision)
+        print(f"ddpm {minutes:g} min {precision}: {r['steps']} steps, FID {r['fid']:.2f}, KID {r['kid']:.4f}",
+              flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--part", choices=("steps", "wall"), required=True)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--out", type=Path, default=Path("runs/precision_quality"))
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.part == "steps":
+        part_steps(args.out, args.models.split(","), [int(s) for s in args.seeds.split(",")])
+    else:
+        part_wall(args.out, args.minutes)
+
+
+if __name__ == "__main__":
+    main()

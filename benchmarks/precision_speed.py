@@ -1,0 +1,149 @@
+"""Training and sampling images/s in fp32 and bf16, alternating in one run, for every family's default network on
+28x28 images, beside diffusers' UNet2DModel (the same architecture as genlab's U-Net) in its fastest setting.
+
+Training is timed through genlab's own Trainer (autocast, backward, clipping, AdamW, EMA: what `genlab train`
+does per step); sampling through `generate` (ddpm: 10 DDIM steps). Each setting — fp32 (channels-last, the
+float32 default), bf16 channels-last and bf16 contiguous — is measured `--reps` times in turn, and the median
+is kept. diffusers is timed in both layouts and both precisions (torch.autocast), and its fastest fp32 and
+fastest bf16 setting are counted.
+
+    pip install diffusers   # for the diffusers rows only
+    python benchmarks/precision_speed.py --reps 3 --out runs/precision_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import genlab
+from genlab.precision import autocast, cpu_native_bf16
+from genlab.training.trainer import TrainConfig, Trainer
+
+# name: (kind, data, model options, batch size, sampling (n, options))
+CASES = {
+    "ae (conv)": ("ae", "fashion-mnist", {}, 128, (1000, {})),
+    "vae (conv)": ("vae", "fashion-mnist", {}, 128, (1000, {})),
+    "ddpm (U-Net)": ("ddpm", "fashion-mnist", {}, 128, (250, {"sampler": "ddim", "steps": 10})),
+    "gan (DCGAN)": ("gan", "fashion-mnist", {}, 128, (1000, {})),
+    "cyclegan": ("cyclegan", "mnist5k", {"target": "fashion-mnist"}, 16, (64, {})),
+}
+SETTINGS = {"fp32": ("fp32", True), "bf16": ("bf16", True), "bf16 contiguous": ("bf16", False)}
+
+
+def timed_rate(fn, items: int, seconds: float = 3.0, warm: int = 2) -> float:
+    """items per second of fn, over at least `seconds` (and 3 calls) after `warm` calls."""
+    for _ in range(warm):
+        fn()
+    calls, t0 = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - t0 < seconds:
+        fn()
+        calls += 1
+    return calls * items / (time.perf_counter() - t0)
+
+
+def genlab_rates(case: str, precision: str, channels_last: bool) -> tuple[float, float]:
+    kind, data_name, opts, batch, (n, sample_opts) = CASES[case]
+    data = genlab.load_dataset(data_name)
+    torch.manual_seed(0)
+    model = genlab.create(kind, data.spec, **opts)
+    cfg = TrainConfig(steps=10**6, batch_size=batch, precision=precision, channels_last=channels_last,
+                      progress=False, **{k: v for k, v in model.train_defaults().items() if k != "batch_size"})
+    tr = Trainer(model, data, cfg, None, {"name": data_name}, resume=False)
+
+    def step():
+        tr.train_step()
+        tr.step += 1
+
+    train = timed_rate(step, batch)
+    model.eval()
+    if not channels_last:
+        model.to(memory_format=torch.contiguous_format)
+    sample = timed_rate(lambda: model.generate(n, seed=0, precision=precision, **sample_opts), n, warm=1)
+    return train, sample
+
+
+def diffusers_rates(precision: str, channels_last: bool) -> tuple[float, float]:
+    from diffusers import DDIMScheduler, DDPMScheduler
+    from diffusion_vs_diffusers import diffusers_sample, diffusers_unet
+
+    torch.manual_seed(0)
+    model = diffusers_unet()
+    x = genlab.load_dataset("fashion-mnist").x[:128]
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), 1e-4)
+    sched = DDPMScheduler(num_train_timesteps=1000)
+
+    def step():
+        noise = torch.randn_like(x)
+        t = torch.randint(0, 1000, (len(x),))
+        with autocast(precision, "cpu"):
+            pred = model(sched.add_noise(x, noise, t), t).sample
+        loss = F.mse_loss(pred.float(), noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    train = timed_rate(step, len(x))
+    model.eval()
+
+    def sample():
+        with autocast(precision, "cpu"):
+            diffusers_sample(model, DDIMScheduler(num_train_timesteps=1000), 250, 10, 0,
+                             "channels_last" if channels_last else "contiguous")
+
+    return train, timed_rate(sample, 250, warm=1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--no-diffusers", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path("runs/precision_speed.json"))
+    args = ap.parse_args()
+    cases = [c for c in args.cases.split(",") if c]
+    jobs = [(c, s) for c in cases for s in SETTINGS]
+    if not args.no_diffusers:
+        jobs += [("diffusers UNet2DModel", s) for s in ("fp32 contiguous", "fp32", "bf16", "bf16 contiguous")]
+    rates: dict[tuple[str, str], list[tuple[float, float]]] = {j: [] for j in jobs}
+    for rep in range(args.reps):  # alternating: every setting once per round
+        for case, setting in jobs:
+            prec, cl = ("fp32" if setting.startswith("fp32") else "bf16"), not setting.endswith("contiguous")
+            r = diffusers_rates(prec, cl) if case.startswith("diffusers") else genlab_rates(case, prec, cl)
+            rates[(case, setting)].append(r)
+            print(f"round {rep + 1}: {case:22s} {setting:16s} train {r[0]:7.1f} img/s  sample {r[1]:8.1f} img/s",
+                  flush=True)
+    med = {f"{c} | {s}": [statistics.median(v[i] for v in r) for i in (0, 1)] for (c, s), r in rates.items()}
+    result = {"threads": torch.get_num_threads(), "torch": torch.__version__, "cpu_bf16_flag": cpu_native_bf16(),
+              "reps": args.reps, "median_img_s": med}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print("\n| model | train fp32 | train bf16 (best layout) | ratio | sample fp32 | sample bf16 | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    names = cases + ([] if args.no_diffusers else ["diffusers UNet2DModel"])
+    best = {}
+    for c in names:
+        fp = [v for k, v in med.items() if k.startswith(c + " |") and "| fp32" in k]
+        bf = [v for k, v in med.items() if k.startswith(c + " |") and "| bf16" in k]
+        t32, s32 = max(v[0] for v in fp), max(v[1] for v in fp)
+        t16, s16 = max(v[0] for v in bf), max(v[1] for v in bf)
+        best[c] = (t32, t16, s32, s16)
+        print(f"| {c} | {t32:.0f} | {t16:.0f} | {t16 / t32:.2f}x | {s32:.0f} | {s16:.0f} | {s16 / s32:.2f}x |")
+    if "ddpm (U-Net)" in best and "diffusers UNet2DModel" in best:
+        g, d = best["ddpm (U-Net)"], best["diffusers UNet2DModel"]
+        print(f"\ngenlab U-Net bf16 vs diffusers at its fastest: training {g[1] / max(d[0], d[1]):.2f}x, "
+              f"sampling {g[3] / max(d[2], d[3]):.2f}x")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
