@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -292,11 +293,17 @@ def test_a_sample_count_beyond_memory_is_refused_before_any_work(tmp_path, cli):
 def test_the_first_signal_is_noted_and_the_second_stops_at_once():
     from genlab.training.trainer import _StopSignals
 
+    def send(sig, noted=lambda: False):  # to this (the main) thread; its Python handler runs within the wait
+        signal.pthread_kill(threading.main_thread().ident, sig)
+        deadline = time.time() + 60
+        while not noted() and time.time() < deadline:
+            time.sleep(0.01)  # a handler that raises (KeyboardInterrupt) ends the wait at once
+
     before = signal.getsignal(signal.SIGINT)
     with _StopSignals() as stop:
-        os.kill(os.getpid(), signal.SIGTERM)
+        send(signal.SIGTERM, lambda: stop.signum != 0)
         assert stop.signum == signal.SIGTERM  # noted: the loop saves a checkpoint at the end of its step
         assert signal.getsignal(signal.SIGINT) is before  # handlers back: a second signal acts at once
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
+            send(signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is before

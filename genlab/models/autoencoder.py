@@ -2,6 +2,8 @@
 
 Sampling: an autoencoder has no prior, so genlab fits a full-covariance Gaussian to the training codes (running
 moments during training) and decodes draws from it — the ex-post density estimation of Ghosh et al. 2020.
+Under bf16/fp16 (genlab.precision) the encoder and decoder run in autocast; the losses and those code moments
+are float32.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@ and `target` (domain B, same image shape): two ResNet generators, two PatchGAN d
 adversarial loss, cycle-consistency (lambda = 10) and identity (0.5 * lambda) losses, instance norm.
 
 Domain B's train split is loaded by the model itself (the Trainer feeds A); B batches are drawn with the
-training RNG, so runs stay seeded and resumable.
+training RNG, so runs stay seeded and resumable. Under bf16/fp16 (genlab.precision) the networks run in
+autocast and the losses in float32.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ top-k generator updates (Sinha et al. 2020), conditional G with a concatenation 
 
 D outputs logits (critic values for the Wasserstein losses). The Trainer runs ("discriminator", n_critic)
 then ("generator", 1) per iteration, each repeat on a fresh batch.
+
+Precision (genlab.precision): under bf16/fp16, G and D run in autocast; G's images and D's logits and features
+are cast to float32, so the losses, penalties and DRS acceptance are computed in float32.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ bound (Burda et al. 2016) and the active-units diagnostic of posterior collapse 
 Likelihoods: `gaussian` (mean and, unless `sigma` is fixed, a per-dimension log-variance from the decoder) on
 uniformly dequantised images, so bounds are on the 8-bit images themselves; `bernoulli` on binarised images
 (dynamic binarisation in training, threshold 0.5 in evaluation, as in Burda et al.).
+
+Precision (genlab.precision): under bf16/fp16 the encoder and decoder run in autocast and their outputs are cast
+to float32, so the KL and likelihood terms of the loss are float32; `elbo` and `log_prob` run with autocast off
+altogether, so an evaluated bound is the same number in every precision.
 """
 
 from __future__ import annotations

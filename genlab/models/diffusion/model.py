@@ -12,6 +12,9 @@ Assembled from parts, as diffusers separates them: the noise schedule (schedule.
 
 The flat keys of earlier versions (channels=..., sampler=ddim, sample_steps=..., eta=..., guidance=...) are
 still accepted, and mapped onto these sections (`DDPM.upgrade_options`).
+
+Precision (genlab.precision): under bf16/fp16 only the denoiser runs in autocast; its prediction is cast to
+float32, and the loss, the noise schedule (float64 tables) and every sampler update stay float32/float64.
 """
 
 from __future__ import annotations
