@@ -289,6 +289,8 @@ def sample(
     """Draw samples from a trained model and write them as a picture or arrays, in original units.
     With --inpaint, fill the masked part of given images instead (rows: input with the hole, result); with
     --translate (translation models), translate given images (rows: input, translation)."""
+    import torch
+
     from .io import write_csv, write_npz
     from .models import load_model
     from .precision import autocast, resolve
@@ -300,6 +302,8 @@ def sample(
     model = load_model(run, device=str(resolve_device(device)))
     opts = _sample_options(model, opt, ctx.args)
     precision = resolve(precision, model.device)[0]
+    if model.channels_last(precision):  # the faster layout for this model in this precision
+        model.to(memory_format=torch.channels_last)
     with autocast(precision, model.device):
         x = _draw(model, run, n, seed, label, prompt, opts, inpaint, mask, resample, translate, direction, precision)
     ext = "png" if model.spec.is_image or model.spec.dims == 2 else "npz"

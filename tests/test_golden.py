@@ -7,6 +7,11 @@ named runs only, or all). Recorded again since: gan-gaussians8 (its training def
 recipe: lr 1e-3 with cosine decay); ddpm-digits and ddpm-digits-cond (samples are clipped to the data's range
 [-1, 1]: every new array equals np.clip of the old one). Every case trains and samples in float32
 (precision=fp32, which the default `auto` is not on a CPU with native bfloat16), as when they were recorded.
+
+Bitwise holds only on the CPU kernel set the samples were recorded with (torch's AVX512 kernels; the file says
+which): AVX2 kernels round differently (seen: at most 2.6e-8 apart on samples in [-1, 1], 3.8e-6 for CycleGAN,
+whose instance norms amplify rounding). On another kernel set the samples must agree to 2e-5: a changed default,
+seed use, clip or loss moves them further; a change below that shows only on the recording kernels.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import pytest
 import torch
 
 GOLDEN = Path(__file__).parent / "data" / "golden.npz"
+KERNELS = "_kernels"  # the entry naming torch's CPU kernel set the samples were recorded with
+TOLERANCE = 2e-5  # on another kernel set: 5x the largest difference seen between AVX512 and AVX2 kernels
 
 # kind, data, model options, training options, cases: name -> sampling call on the loaded model
 RUNS = {
@@ -81,13 +88,18 @@ def produce(run: str, out_dir: Path) -> dict[str, np.ndarray]:
 def test_seeded_samples_are_bitwise_as_recorded(run, tmp_path):
     torch.set_num_threads(1)  # one thread: reductions in one fixed order
     recorded = np.load(GOLDEN)
+    bitwise = str(recorded[KERNELS]) == torch.backends.cpu.get_cpu_capability()
     got = produce(run, tmp_path)
     for key, x in got.items():
         assert key in recorded, f"no recorded samples for {key}"
         want = recorded[key]
         assert x.shape == want.shape and x.dtype == want.dtype, (key, x.shape, want.shape)
         diff = float(np.abs(x.astype(np.float64) - want).max())
-        assert np.array_equal(x, want), f"{key}: samples differ from the recorded ones (max |diff| {diff:.3g})"
+        if bitwise:
+            assert np.array_equal(x, want), f"{key}: samples differ from the recorded ones (max |diff| {diff:.3g})"
+        else:
+            assert diff <= TOLERANCE, (f"{key}: samples differ from the ones recorded with {recorded[KERNELS]} "
+                                       f"kernels by {diff:.3g} (> {TOLERANCE})")
 
 
 def record(runs: list[str]) -> None:
@@ -97,6 +109,10 @@ def record(runs: list[str]) -> None:
         for run in runs or RUNS:
             arrays.update(produce(run, Path(d)))
             print(run, "recorded")
+    if runs and str(arrays.get(KERNELS)) != torch.backends.cpu.get_cpu_capability():
+        sys.exit(f"the file was recorded with {arrays.get(KERNELS)} kernels and this CPU uses "
+                 f"{torch.backends.cpu.get_cpu_capability()}: record all runs (no names), not some")
+    arrays[KERNELS] = np.array(torch.backends.cpu.get_cpu_capability())
     GOLDEN.parent.mkdir(exist_ok=True)
     np.savez_compressed(GOLDEN, **arrays)
     print(f"wrote {len(arrays)} arrays to {GOLDEN}")

@@ -217,11 +217,11 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
     rd = RunDir.open(run)
     dev = str(resolve_device(device))
     model = rd.model(device=dev)
-    if model.spec.is_image:  # NHWC convolutions are about 1.25x faster on CPU (as in training)
-        model.to(memory_format=torch.channels_last)
     sample_opts = dict(sample_opts or {})
     model.sample_options(**sample_opts)  # a bad option fails before any work
     precision = resolve(precision, model.device)[0]
+    if model.channels_last(precision):  # NHWC convolutions are about 1.25x faster on CPU (as in training)
+        model.to(memory_format=torch.channels_last)
     data = model.output_data(rd.data)
     test = rd.dataset("test", data)
     names = list(metrics) if metrics else applicable(model.spec, model)

@@ -219,6 +219,12 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         return defaults(cls.Config)
 
     # ---- declarations
+    def channels_last(self, precision: str) -> bool:
+        """Whether this model runs faster with NHWC (channels-last) tensors in `precision` (fp32 | bf16 | fp16):
+        images yes by default (conv nets train 1.1-1.5x faster on CPU, docs/BENCHMARKS.md); a family whose
+        network measures otherwise says so."""
+        return self.spec.is_image
+
     @property
     def conditioning(self) -> str:
         """What samples can be conditioned on: none | class | text."""

@@ -69,7 +69,7 @@ class TrainConfig:
     seed: int = 0  # initial weights, data order and training noise
     device: str = "auto"  # auto | cpu | cuda | mps
     precision: str = "auto"  # auto (bf16 where the CPU or GPU computes it natively, else fp32) | fp32 | bf16 | fp16
-    channels_last: bool = True  # image models: NHWC memory layout (1.49x faster conv VAE training on CPU here)
+    channels_last: bool = True  # image models: NHWC memory layout where the model runs faster so (most conv nets)
     workers: int = 2  # DataLoader processes decoding a streamed dataset (0: in the training process)
     tensorboard: bool = False  # also log to RUN/tb for TensorBoard
     progress: bool = True  # show a progress bar
@@ -242,7 +242,7 @@ class Trainer:
         else:
             self.total_steps = None
         self.model = model.to(device)
-        self.channels_last = cfg.channels_last and model.spec.is_image
+        self.channels_last = cfg.channels_last and model.channels_last(self.precision)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         # a fixed seeded order of the train split, apart from the training data order: its head is the batch
