@@ -17,7 +17,8 @@ from .arrays import Split, model_splits
 from .dataset import images_from_uint8, split_indices
 from .spec import DataSpec
 
-__all__ = ["Split", "load_2d", "load_digits", "load_sklearn_table", "load_idx_dataset", "load_mnist5k"]
+__all__ = ["Split", "load_2d", "log_density_2d", "load_digits", "load_sklearn_table", "load_idx_dataset",
+           "load_mnist5k"]
 
 # ---------------------------------------------------------------- 2-D synthetic sets
 
@@ -46,7 +47,7 @@ def make_2d(name: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None
         k = rng.integers(len(centres), size=n)
         return centres[k] + std * rng.standard_normal((n, 2)), k
     if name == "moons":
-        x, y = skd.make_moons(n, noise=0.05, random_state=seed)
+        x, y = skd.make_moons(n, noise=MOONS_NOISE, random_state=seed)
         return x, y
     if name == "circles":
         x, y = skd.make_circles(n, noise=0.05, factor=0.5, random_state=seed)
@@ -59,6 +60,32 @@ def make_2d(name: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None
         x2 = rng.uniform(0, 1, n) - rng.integers(0, 2, n) * 2.0 + np.floor(x1) % 2
         return np.stack([x1, x2 * 2], 1), None
     raise KeyError(name)
+
+
+MOONS_NOISE = 0.05
+
+
+def log_density_2d(name: str, x: np.ndarray, arc_points: int = 4000) -> np.ndarray:
+    """The true log density (nats, original units) of the 2-D set `name` at points x: (N, 2) -> (N,).
+    Mixtures: their Gaussian mixture in closed form. moons: sklearn's two half-circle arcs (uniform in angle, equal
+    halves) convolved with N(0, 0.05^2 I), the arcs integrated by the midpoint rule over `arc_points` angles each.
+    Other sets have no density here (KeyError). For a model's NLL beside the data's own entropy."""
+    from scipy.special import logsumexp
+
+    x = np.asarray(x, dtype=np.float64)
+    if name in MIXTURES:
+        centres, std = MIXTURES[name]
+    elif name == "moons":
+        t = (np.arange(arc_points) + 0.5) / arc_points * np.pi
+        outer = np.stack([np.cos(t), np.sin(t)], 1)
+        centres, std = np.concatenate([outer, 1 - outer - [0, 0.5]]), MOONS_NOISE
+    else:
+        raise KeyError(name)
+    out = np.empty(len(x))
+    for i in range(0, len(x), 2048):  # (2048, centres) distances at a time
+        d2 = ((x[i:i + 2048, None, :] - centres[None]) ** 2).sum(-1)
+        out[i:i + 2048] = logsumexp(-d2 / (2 * std**2), axis=1)
+    return out - np.log(len(centres)) - np.log(2 * np.pi * std**2)
 
 
 def load_2d(name: str, n: int = 20_000, n_test: int = 2_500) -> tuple[Split, Split, DataSpec]:

@@ -32,6 +32,23 @@ class LatentConfig:
         check(all(h >= 1 for h in self.hidden), "hidden must be positive widths")
 
 
+def interpolate_codes(model, a, b, steps: int = 8, method: str = "slerp", y=None) -> torch.Tensor:
+    """A model's `decode` along a path between its `encode` of a and of b: (B, *shape) twice -> (B, steps, *shape).
+    method: slerp (for Gaussian codes: keeps the path at the typical radius) | lerp."""
+    if method not in ("lerp", "slerp"):
+        raise GenlabError(f"unknown interpolation '{method}': use lerp or slerp")
+    if steps < 2:
+        raise GenlabError(f"steps must be >= 2, got {steps}")
+    za, zb = model.encode(a, y), model.encode(b, y)
+    t = torch.linspace(0, 1, steps, device=za.device)
+    if method == "slerp":
+        path = slerp(za, zb, t)
+    else:
+        path = (1 - t)[None, :, None] * za[:, None] + t[None, :, None] * zb[:, None]
+    yy = None if y is None else torch.as_tensor(y, device=za.device).reshape(-1).repeat_interleave(steps)
+    return model.decode(path.flatten(0, 1), yy).view(len(za), steps, *model.spec.shape)
+
+
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Spherical interpolation between rows of a and b (White 2016); lerp where they are nearly parallel.
     a, b: (B, L); t: (S,) -> (B, S, L)."""
@@ -92,18 +109,7 @@ class LatentModel(GenerativeModel):
     @torch.no_grad()
     def interpolate(self, a, b, steps: int = 8, method: str = "slerp", y=None) -> torch.Tensor:
         """Decode a path between the codes of a and b: (B, *shape) twice -> (B, steps, *shape)."""
-        if method not in ("lerp", "slerp"):
-            raise GenlabError(f"unknown interpolation '{method}': use lerp or slerp")
-        if steps < 2:
-            raise GenlabError(f"steps must be >= 2, got {steps}")
-        za, zb = self.encode(a, y), self.encode(b, y)
-        t = torch.linspace(0, 1, steps, device=za.device)
-        if method == "slerp":
-            path = slerp(za, zb, t)
-        else:
-            path = (1 - t)[None, :, None] * za[:, None] + t[None, :, None] * zb[:, None]
-        yy = None if y is None else torch.as_tensor(y, device=za.device).reshape(-1).repeat_interleave(steps)
-        return self.decode(path.flatten(0, 1), yy).view(len(za), steps, *self.spec.shape)
+        return interpolate_codes(self, a, b, steps, method, y)
 
     @torch.no_grad()
     def traverse(self, x=None, y=None, dims=None, steps: int = 9, span: float = 3.0) -> torch.Tensor:
