@@ -87,7 +87,7 @@ def test_flows_learn_moons_close_to_the_true_density(kind, moons_runs):
     nll = -float(model.log_prob_original(test.x).mean())
     true = -float(np.mean(log_density_2d("moons", test.spec.to_original(test.x))))
     assert 0.25 < true < 0.35  # the data's entropy is 0.290 nats (Monte Carlo, 200,000 points)
-    assert nll - true < 0.25, (nll, true)  # measured at 800 steps: maf 0.14; a standard normal is 1.5 nats above
+    assert nll - true < 0.25, (nll, true)  # measured at 800 steps: maf 0.14; a standard normal is about 1.7 above
     first, last = RunDir(moons_runs[kind]).history[0]["nll"], RunDir(moons_runs[kind]).history[-1]["nll"]
     assert last < first - 1.0
 
