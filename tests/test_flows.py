@@ -116,6 +116,9 @@ def test_likelihood_is_exact_under_bf16_autocast_and_after_save_and_load(kind, m
     with autocast("bf16", model.device):
         assert torch.equal(model.log_prob(x), ref)
     assert torch.equal(genlab.load(moons_runs[kind]).log_prob(x), ref)
+    loss = model(x, None)[0]  # the training loss too: the Trainer runs forward under autocast
+    with autocast("bf16", model.device):
+        assert torch.equal(model(x, None)[0], loss)
 
 
 def test_temperature_and_seeds(moons_runs):
@@ -140,6 +143,10 @@ def test_conditional_flow_puts_each_class_on_its_own_moon(tmp_path):
     assert float((right > wrong).double().mean()) > 0.95
     s = data.spec.to_original(model.sample(500, seed=0, labels=0))  # label 0: sklearn's upper (outer) arc
     assert float(np.mean(s[:, 1] > 0.5 * s[:, 0] - 0.25)) > 0.8
+    assert model.interpolate(test.x[:3], test.x[3:6], steps=4, y=1).shape == (3, 4, 2)  # one label for all
+    for bad, msg in (([0, 5], "label 5 is out of range"), ([0, 1, 0], "got 3 labels for 2 samples")):
+        with pytest.raises(GenlabError, match=msg):
+            model.log_prob(test.x[:2], torch.tensor(bad))
 
 
 def test_bad_input_is_one_line(tmp_path, cli):

@@ -45,7 +45,8 @@ def interpolate_codes(model, a, b, steps: int = 8, method: str = "slerp", y=None
         path = slerp(za, zb, t)
     else:
         path = (1 - t)[None, :, None] * za[:, None] + t[None, :, None] * zb[:, None]
-    yy = None if y is None else torch.as_tensor(y, device=za.device).reshape(-1).repeat_interleave(steps)
+    yy = None if y is None else torch.as_tensor(y, device=za.device).reshape(-1).expand(len(za))
+    yy = None if y is None else yy.repeat_interleave(steps)
     return model.decode(path.flatten(0, 1), yy).view(len(za), steps, *model.spec.shape)
 
 

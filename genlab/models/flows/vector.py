@@ -103,8 +103,7 @@ class VectorFlow(GenerativeModel):
             return self.flow()
         if y is None:
             raise GenlabError(f"this {self.kind} is conditional: give the labels")
-        return self.flow(F.one_hot(torch.as_tensor(y, device=self.device).long().reshape(-1).expand(n),
-                                   self.n_classes).float())
+        return self.flow(F.one_hot(self.check_conditioning(n, y, None), self.n_classes).float())
 
     def _log_prob(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return self._dist(y, len(x)).log_prob(x.float())
@@ -145,9 +144,10 @@ class VectorFlow(GenerativeModel):
         return interpolate_codes(self, a, b, steps, method, y)
 
     def _sample(self, n, *, seed, labels, options: FlowSampleOptions, progress):
-        """Decode z ~ N(0, T^2 I)."""
+        """Decode z ~ N(0, T^2 I): the inverse of each autoregressive transform runs its network once per
+        dimension."""
         z = options.temperature * randn((n, self.spec.dims), generator(seed), self.device)
-        return self.decode(z, labels), {}
+        return self.decode(z, labels), {"nfe": self.config.transforms * self.spec.dims}
 
 
 class MAF(VectorFlow):
