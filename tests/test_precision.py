@@ -102,9 +102,10 @@ def test_every_kind_trains_and_samples_in_bf16(kind, tmp_path):
     assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.float32}
     s = genlab.load(tmp_path / kind).generate(4, seed=1, precision="bf16")
     assert s.x.dtype == torch.float32 and torch.isfinite(s.x).all() and s.precision == "bf16"
-    # bf16 and fp32 samples are close but not the same numbers: the networks did run in bf16
+    # bf16 and fp32 samples are close but not the same numbers: the networks did run in bf16; flows invert in
+    # float32 in every precision (their docstrings say so), so theirs are the same numbers
     f = genlab.load(tmp_path / kind).generate(4, seed=1, precision="fp32")
-    assert not torch.equal(s.x, f.x)
+    assert torch.equal(s.x, f.x) == (model.family == "flow")
 
 
 def _run(tmp_path, name, steps, resume=False, **kw):

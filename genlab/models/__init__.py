@@ -13,12 +13,12 @@ from .autoencoder import Autoencoder, DenoisingAutoencoder
 from .base import CAPABILITIES, GenerativeModel
 from .cyclegan import CycleGAN
 from .diffusion import DDPM
-from .flows import MAF, NSF
+from .flows import MAF, NSF, Glow, RealNVP
 from .gan import GAN
 from .vae import VAE
 
 REGISTRY: dict[str, type[GenerativeModel]] = {c.kind: c for c in (Autoencoder, DenoisingAutoencoder, VAE, DDPM, GAN,
-                                                                CycleGAN, MAF, NSF)}
+                                                                CycleGAN, MAF, NSF, RealNVP, Glow)}
 
 __all__ = ["REGISTRY", "CAPABILITIES", "GenerativeModel", "create", "available", "load_model", "model_class"]
 
