@@ -101,7 +101,8 @@ def test_trains_on_digits_and_inverts_its_codes(kind, digit_runs):
     assert hist[-1]["nll_bpd"] < hist[0]["nll_bpd"] - 0.5, (hist[0]["nll_bpd"], hist[-1]["nll_bpd"])
     model = genlab.load(digit_runs[kind])
     x = RunDir.open(digit_runs[kind]).dataset("test").x[:64]
-    assert (model.decode(model.encode(x)) - x).abs().max() < 1e-4
+    centre = (torch.round((x + 1) / 2 * 16) + 0.5) / 17 * 2 - 1  # digits: 17 levels; encode takes bin centres
+    assert (model.decode(model.encode(x)) - centre).abs().max() < 1e-4
     bpd = -model.log_prob(x).mean() / (64 * math.log(2))
     assert bpd < hist[0]["nll_bpd"] - 0.5  # the test likelihood improved as the training one did
     s = model.sample(16, seed=0, temperature=0.7)
@@ -134,3 +135,20 @@ def test_bad_input_is_one_line():
         genlab.create("realnvp", genlab.load_dataset("moons").spec)
     with pytest.raises(GenlabError, match="needs height and width divisible by 16"):
         genlab.create("glow", genlab.load_dataset("digits").spec, levels=4)
+
+
+def test_capabilities_do_not_depend_on_the_batch_right_after_training(tmp_path):
+    """A model straight from `train` is in training mode; its batch norms must not use batch statistics (nor
+    update their running ones) when it is asked for codes, likelihoods or samples."""
+    data = genlab.load_dataset("digits")
+    torch.manual_seed(0)
+    model = genlab.create("realnvp", data.spec, **SMALL["realnvp"])
+    genlab.train(model, data, steps=5, batch_size=32, out=None, progress=False, precision="fp32")
+    assert model.training
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = data.x[:64]
+    assert torch.equal(model.encode(x[:4]), model.encode(x)[:4])
+    assert torch.equal(model.sample(4, seed=0), model.sample(4, seed=0))
+    assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    with pytest.raises(GenlabError, match="alpha must be in"):
+        genlab.create("realnvp", data.spec, alpha=0)

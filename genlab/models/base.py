@@ -17,6 +17,7 @@ overrides them; asking another family for one raises a CapabilityError naming th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -34,6 +35,22 @@ from ..errors import CapabilityError, GenlabError
 from ..precision import autocast, fp32, resolve
 
 CAPABILITIES = ("log_prob", "encode", "decode", "reconstruct", "interpolate", "traverse", "inpaint")
+
+
+def evaluating(fn):
+    """Run a model method in eval mode (batch norm on its running statistics, no dropout), then restore the mode
+    it was in: results that do not depend on the rest of the batch, even right after training."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        was = self.training
+        self.eval()
+        try:
+            return fn(self, *args, **kwargs)
+        finally:
+            self.train(was)
+
+    return wrapper
 
 
 def generator(seed: int | None) -> torch.Generator:

@@ -24,7 +24,7 @@ from ..config import check
 from ..data.dataset import dequantize
 from ..errors import GenlabError
 from ..precision import exact
-from .base import generator, randn
+from .base import evaluating, generator, randn
 from .latent import LatentConfig, LatentModel
 
 LOG2PI = math.log(2 * math.pi)
@@ -162,12 +162,13 @@ class VAE(LatentModel):
     def diagnostics(self, x, y):
         """Posterior-collapse diagnostics on a fixed batch: KL per latent dimension (nats) and the number of
         active units, Cov_x(E_q[z_i]) > 0.01 (Burda et al. 2016)."""
-        was = self.training
-        self.eval()
-        mu, logvar = self.posterior(self.target(x), y if self.n_cond else None)
-        self.train(was)
+        mu, logvar = self._posterior_eval(self.target(x), y if self.n_cond else None)
         kl = gaussian_kl(mu, logvar).mean(0)
         return {"active_units": int((mu.var(0) > 0.01).sum()), "kl_per_dim": [round(float(v), 5) for v in kl]}
+
+    @evaluating
+    def _posterior_eval(self, t, y):
+        return self.posterior(t, y)
 
     # ---- capabilities
     def encode(self, x, y=None):

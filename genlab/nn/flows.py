@@ -33,22 +33,22 @@ class ActNorm(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.loc = nn.Parameter(torch.zeros(1, channels, 1, 1))
-        self.log_scale = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.loc = nn.Parameter(torch.zeros(channels))  # (C,): vectors, so weight decay leaves them alone
+        self.log_scale = nn.Parameter(torch.zeros(channels))
         self.pending = False
 
     def forward(self, x):
         if self.pending:
             with torch.no_grad():
                 x32 = x.float()
-                self.loc.copy_(-x32.mean((0, 2, 3), keepdim=True))
-                self.log_scale.copy_(-torch.log(x32.std((0, 2, 3), keepdim=True) + 1e-6))
+                self.loc.copy_(-x32.mean((0, 2, 3)))
+                self.log_scale.copy_(-torch.log(x32.std((0, 2, 3)) + 1e-6))
             self.pending = False
-        y = (x + self.loc) * torch.exp(self.log_scale)
+        y = (x + self.loc[:, None, None]) * torch.exp(self.log_scale)[:, None, None]
         return y, self.log_scale.sum().expand(len(x)) * x.shape[2] * x.shape[3]
 
     def inverse(self, y):
-        return y * torch.exp(-self.log_scale) - self.loc
+        return y * torch.exp(-self.log_scale)[:, None, None] - self.loc[:, None, None]
 
 
 class InvConv1x1(nn.Module):
@@ -116,7 +116,7 @@ class AffineCoupling(nn.Module):
         cin, cout = (channels, channels) if mask == "checkerboard" else (half if not parity else channels - half,
                                                                          channels - half if not parity else half)
         self.net = CouplingNet(cin, cout, hidden, blocks)
-        self.scale = nn.Parameter(torch.ones(1, cout, 1, 1))
+        self.scale = nn.Parameter(torch.ones(cout))
 
     def _board(self, x):
         H, W = x.shape[2:]
@@ -134,7 +134,7 @@ class AffineCoupling(nn.Module):
     def _st(self, xa):
         h = fp32(self.net(xa))
         s_raw, t = h.chunk(2, 1)
-        return self.scale * torch.tanh(s_raw), t
+        return self.scale[:, None, None] * torch.tanh(s_raw), t
 
     def forward(self, x):
         if self.mask == "checkerboard":

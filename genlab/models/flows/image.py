@@ -8,11 +8,13 @@ Pipeline, x (B, C, H, W) in [-1, 1] with L levels per pixel:
     y = logit(a + (1 - 2a) (u + 1) / 2)     a = 0.05 (RealNVP §4.1), onto the real line
     z = f(y)                                the flow; every scale factors half its channels out to the base
     log p(u) = log N(z; 0, I) + log|det dz/du|
-`log_prob` is log p(u) - D log(L/2): the exact log density of the dequantised image, the usual lower bound on the
-8-bit image's log-probability and what papers report in bits/dim. `encode` is u -> z flattened (B, D), `decode`
-z -> x, `sample` decodes z ~ N(0, T^2 I). Precision: the coupling networks run in autocast under bf16/fp16
-training, every log-determinant and the 1x1 convolutions in float32; `log_prob`, `encode` and `decode` run in
-float32 altogether.
+`log_prob` is log p(u) - D log(L/2): the exact log density of the dequantised image, the usual lower bound on
+the 8-bit image's log-probability and what papers report in bits/dim. `encode` is x -> z flattened (B, D),
+`decode` z -> x, `sample` decodes z ~ N(0, T^2 I). Glow here is the paper's flow without its learned split priors
+(factored-out z are standard normal), its coupling networks 3x3 convolutions only. The capabilities run in eval
+mode (batch norm on running statistics), whatever mode the model is in. Precision: the coupling networks run in
+autocast under bf16/fp16 training, every log-determinant and the 1x1 convolutions in float32; `log_prob`,
+`encode` and `decode` run in float32 altogether.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ...data.dataset import dequantize
 from ...errors import GenlabError
 from ...nn.flows import ActNorm, AffineCoupling, InvConv1x1, squeeze, unsqueeze
 from ...precision import exact
-from ..base import GenerativeModel, generator, randn
+from ..base import GenerativeModel, evaluating, generator, randn
 from ..latent import interpolate_codes
 from .vector import FlowSampleOptions
 
@@ -46,7 +48,7 @@ class RealNVPConfig:
     def __post_init__(self):
         check(self.scales >= 1, f"scales must be >= 1, got {self.scales}")
         check(self.hidden >= 1 and self.blocks >= 0, "hidden must be >= 1 and blocks >= 0")
-        check(0 <= self.alpha < 0.5, f"alpha must be in [0, 0.5), got {self.alpha}")
+        check(0 < self.alpha < 0.5, f"alpha must be in (0, 0.5), got {self.alpha}")
 
 
 @dataclass
@@ -60,7 +62,7 @@ class GlowConfig:
     def __post_init__(self):
         check(self.levels >= 1 and self.steps >= 1, "levels and steps must be >= 1")
         check(self.hidden >= 1 and self.blocks >= 0, "hidden must be >= 1 and blocks >= 0")
-        check(0 <= self.alpha < 0.5, f"alpha must be in [0, 0.5), got {self.alpha}")
+        check(0 < self.alpha < 0.5, f"alpha must be in (0, 0.5), got {self.alpha}")
 
 
 class Level(nn.Module):
@@ -182,20 +184,25 @@ class ImageFlow(GenerativeModel):
     # ---- capabilities
     @torch.no_grad()
     @exact
+    @evaluating
     def log_prob(self, x, y=None, **opts) -> torch.Tensor:
         """log p of the dequantised image minus D log(L/2): (B, C, H, W) -> (B,) nats (one uniform draw)."""
         return self._log_density(dequantize(x.to(self.device), self.spec.levels or 256)) + self.log_offset
 
     @torch.no_grad()
     @exact
+    @evaluating
     def encode(self, x, y=None) -> torch.Tensor:
-        """x -> z, every scale's z flattened and concatenated: (B, C, H, W) -> (B, D). The bin centres of x are
-        encoded (no dequantisation noise)."""
-        zs, _ = self.flow_forward(self._logit(x.to(self.device).float().clamp(-1, 1))[0])
+        """x -> z, every scale's z flattened and concatenated: (B, C, H, W) -> (B, D). The centre of each pixel's
+        dequantisation bin is encoded (no noise), so decode(encode(x)) is x to within half a bin."""
+        L = self.spec.levels or 256
+        centre = (torch.round((x.to(self.device).float().clamp(-1, 1) + 1) / 2 * (L - 1)) + 0.5) / L * 2 - 1
+        zs, _ = self.flow_forward(self._logit(centre)[0])
         return torch.cat([z.flatten(1) for z in zs], 1)
 
     @torch.no_grad()
     @exact
+    @evaluating
     def decode(self, z, y=None) -> torch.Tensor:
         """(B, D) -> images (B, C, H, W) in [-1, 1]."""
         z = z.to(self.device).float()
