@@ -27,42 +27,48 @@ import torch
 from torch import nn
 
 from ...config import check
-from ...data.dataset import dequantize
+from ...data.dataset import bin_centres, dequantize
 from ...errors import GenlabError
 from ...nn.flows import ActNorm, AffineCoupling, InvConv1x1, squeeze, unsqueeze
 from ...precision import exact
-from ..base import GenerativeModel, evaluating, generator, randn
-from ..latent import interpolate_codes
-from .vector import FlowSampleOptions
+from ..base import evaluating
+from .base import Flow
 
 LOG2PI = math.log(2 * math.pi)
 
 
 @dataclass
-class RealNVPConfig:
-    scales: int = 2  # squeeze-and-factor-out scales before the final couplings (H and W divisible by 2^scales)
-    hidden: int = 32  # channels of each coupling's residual network (64 with 2 blocks: 2.4M parameters, 4.5x slower)
+class ImageFlowConfig:
+    hidden: int = 32  # channels of each coupling's network
     blocks: int = 1  # residual blocks per coupling network
     alpha: float = 0.05  # logit squashing: y = logit(alpha + (1 - 2 alpha) p)
 
     def __post_init__(self):
-        check(self.scales >= 1, f"scales must be >= 1, got {self.scales}")
         check(self.hidden >= 1 and self.blocks >= 0, "hidden must be >= 1 and blocks >= 0")
         check(0 < self.alpha < 0.5, f"alpha must be in (0, 0.5), got {self.alpha}")
 
 
 @dataclass
-class GlowConfig:
-    levels: int = 2  # levels L, each a squeeze then `steps` flow steps; all but the last factor half out
-    steps: int = 8  # flow steps K per level: ActNorm, invertible 1x1 conv, affine coupling
-    hidden: int = 128  # channels of each coupling's network
-    blocks: int = 0  # residual blocks in each coupling network (Glow: none)
-    alpha: float = 0.05  # logit squashing: y = logit(alpha + (1 - 2 alpha) p)
+class RealNVPConfig(ImageFlowConfig):
+    hidden: int = 32  # channels of each coupling's residual network (64 with 2 blocks: 2.4M parameters, 4.5x slower)
+    blocks: int = 1  # residual blocks per coupling network
+    scales: int = 2  # squeeze-and-factor-out scales before the final couplings (H and W divisible by 2^scales)
 
     def __post_init__(self):
+        super().__post_init__()
+        check(self.scales >= 1, f"scales must be >= 1, got {self.scales}")
+
+
+@dataclass
+class GlowConfig(ImageFlowConfig):
+    hidden: int = 128  # channels of each coupling's network
+    blocks: int = 0  # residual blocks in each coupling network (Glow: none)
+    levels: int = 2  # levels L, each a squeeze then `steps` flow steps; all but the last factor half out
+    steps: int = 8  # flow steps K per level: ActNorm, invertible 1x1 conv, affine coupling
+
+    def __post_init__(self):
+        super().__post_init__()
         check(self.levels >= 1 and self.steps >= 1, "levels and steps must be >= 1")
-        check(self.hidden >= 1 and self.blocks >= 0, "hidden must be >= 1 and blocks >= 0")
-        check(0 < self.alpha < 0.5, f"alpha must be in (0, 0.5), got {self.alpha}")
 
 
 class Level(nn.Module):
@@ -74,11 +80,7 @@ class Level(nn.Module):
         self.squeeze, self.split = squeeze, split
 
 
-class ImageFlow(GenerativeModel):
-    family = "flow"
-    log_prob_type = "exact"
-    SampleOptions = FlowSampleOptions
-
+class ImageFlow(Flow):
     def __init__(self, spec, config):
         super().__init__(spec, config)
         if not spec.is_image:
@@ -195,8 +197,7 @@ class ImageFlow(GenerativeModel):
     def encode(self, x, y=None) -> torch.Tensor:
         """x -> z, every scale's z flattened and concatenated: (B, C, H, W) -> (B, D). The centre of each pixel's
         dequantisation bin is encoded (no noise), so decode(encode(x)) is x to within half a bin."""
-        L = self.spec.levels or 256
-        centre = (torch.round((x.to(self.device).float().clamp(-1, 1) + 1) / 2 * (L - 1)) + 0.5) / L * 2 - 1
+        centre = bin_centres(x.to(self.device).float().clamp(-1, 1), self.spec.levels or 256)
         zs, _ = self.flow_forward(self._logit(centre)[0])
         return torch.cat([z.flatten(1) for z in zs], 1)
 
@@ -212,14 +213,6 @@ class ImageFlow(GenerativeModel):
             zs.append(z[:, at:at + size].view(len(z), *shape))
             at += size
         return self._unlogit(self.flow_inverse(zs)).clamp(-1, 1)
-
-    def interpolate(self, a, b, steps: int = 8, method: str = "slerp", y=None) -> torch.Tensor:
-        """Decode a path between the codes of a and b: (B, C, H, W) twice -> (B, steps, C, H, W)."""
-        return interpolate_codes(self, a, b, steps, method, y)
-
-    def _sample(self, n, *, seed, labels, options: FlowSampleOptions, progress):
-        z = options.temperature * randn((n, self.spec.dims), generator(seed), self.device)
-        return self.decode(z), {}
 
     def channels_last(self, precision: str) -> bool:
         return False  # squeezes and channel splits: the standard layout (not measured otherwise yet)

@@ -18,7 +18,6 @@ no density.
 
 from __future__ import annotations
 
-import math
 from abc import abstractmethod
 from dataclasses import dataclass
 
@@ -27,11 +26,8 @@ import torch.nn.functional as F
 
 from ...config import check
 from ...errors import GenlabError
-from ...precision import exact
-from ..base import GenerativeModel, generator, randn
-from ..latent import interpolate_codes
-
-LOG2PI = math.log(2 * math.pi)
+from ...precision import autocast_off, exact
+from .base import Flow
 
 
 def _zuko():
@@ -62,21 +58,8 @@ class NSFConfig(MAFConfig):
         check(self.bins >= 2, f"bins must be >= 2, got {self.bins}")
 
 
-@dataclass
-class FlowSampleOptions:
-    temperature: float = 1.0  # std of the base normal: 1 the model's density, < 1 more typical samples
-
-    def __post_init__(self):
-        check(isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)
-              and self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
-
-
-class VectorFlow(GenerativeModel):
+class VectorFlow(Flow):
     """A zuko flow over spec.dims features. x: (B, D) in model space; z: (B, D)."""
-
-    family = "flow"
-    log_prob_type = "exact"
-    SampleOptions = FlowSampleOptions
 
     def __init__(self, spec, config):
         super().__init__(spec, config)
@@ -109,7 +92,7 @@ class VectorFlow(GenerativeModel):
         return self._dist(y, len(x)).log_prob(x.float())
 
     def forward(self, x, y, phase="model", step=0):
-        with torch.autocast(x.device.type, enabled=False):
+        with autocast_off(x.device):
             logp = self._log_prob(x, y if self.n_classes else None)
         nll = -logp.mean()
         return nll / self.spec.dims, {"loss": (nll / self.spec.dims).detach(), "nll": nll.detach()}
@@ -139,15 +122,9 @@ class VectorFlow(GenerativeModel):
         z = z.to(self.device).float()
         return self._dist(y, len(z)).transform.inv(z)
 
-    def interpolate(self, a, b, steps: int = 8, method: str = "slerp", y=None) -> torch.Tensor:
-        """Decode a path between f(a) and f(b): (B, D) twice -> (B, steps, D)."""
-        return interpolate_codes(self, a, b, steps, method, y)
-
-    def _sample(self, n, *, seed, labels, options: FlowSampleOptions, progress):
-        """Decode z ~ N(0, T^2 I): the inverse of each autoregressive transform runs its network once per
-        dimension."""
-        z = options.temperature * randn((n, self.spec.dims), generator(seed), self.device)
-        return self.decode(z, labels), {"nfe": self.config.transforms * self.spec.dims}
+    def sampling_nfe(self) -> float:
+        """The inverse of each autoregressive transform runs its network once per dimension."""
+        return float(self.config.transforms * self.spec.dims)
 
 
 class MAF(VectorFlow):
