@@ -103,9 +103,12 @@ def test_every_kind_trains_and_samples_in_bf16(kind, tmp_path):
     s = genlab.load(tmp_path / kind).generate(4, seed=1, precision="bf16")
     assert s.x.dtype == torch.float32 and torch.isfinite(s.x).all() and s.precision == "bf16"
     # bf16 and fp32 samples are close but not the same numbers: the networks did run in bf16; flows invert in
-    # float32 in every precision (their docstrings say so), so theirs are the same numbers
+    # float32 in every precision (their docstrings say so), so theirs are the same numbers; autoregressive pixels
+    # are levels drawn by inverse CDF from the same uniforms, so bf16's slightly different probabilities rarely
+    # change one
     f = genlab.load(tmp_path / kind).generate(4, seed=1, precision="fp32")
-    assert torch.equal(s.x, f.x) == (model.family == "flow")
+    if model.family != "autoregressive":
+        assert torch.equal(s.x, f.x) == (model.family == "flow")
 
 
 def _run(tmp_path, name, steps, resume=False, **kw):

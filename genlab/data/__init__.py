@@ -91,9 +91,19 @@ def load_dataset(name: str, split: str = "train", **opts) -> GenDataset | Folder
     return GenDataset(x, y, spec, split)
 
 
+def _flag(name: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1", "yes", "false", "0", "no"):
+        return str(value).lower() in ("true", "1", "yes")
+    raise GenlabError(f"data option {name} must be true or false, got '{value}'")
+
+
 @lru_cache(maxsize=8)
 def _load_cached(name: str, opts: tuple):
     kwargs = dict(opts)
+    if "binarize" in kwargs:
+        return _binarized(name, _flag("binarize", kwargs.pop("binarize")), _load_cached(name, tuple(kwargs.items())))
     head, sep, path = name.partition(":")
     try:
         if sep and head in USER_SOURCES:
@@ -113,3 +123,24 @@ def _load_cached(name: str, opts: tuple):
             bad = str(e).split("'")[1]
             raise GenlabError(f"dataset '{name}' has no option '{bad}'") from None
         raise
+
+
+def _binarized(name: str, on: bool, loaded):
+    """Images binarised once, each pixel 1 with probability its intensity (Salakhutdinov & Murray 2008), with a
+    fixed seed per split so every run sees the same bits; levels -1 and 1 (2 levels)."""
+    train, test, spec = loaded
+    if not on:
+        return loaded
+    if not spec.is_image or isinstance(train, FolderStream):
+        raise GenlabError(f"binarize=true needs in-memory images; {name} is "
+                          f"{'a streamed folder' if spec.is_image else f'{spec.kind} data'}")
+    import dataclasses
+
+    import torch
+
+    def bits(split, seed):
+        x, y = split
+        g = torch.Generator().manual_seed(seed)
+        return torch.bernoulli((x + 1) / 2, generator=g) * 2 - 1, y
+
+    return bits(train, 0), bits(test, 1), dataclasses.replace(spec, levels=2, extra={**spec.extra, "binarized": True})

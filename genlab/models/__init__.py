@@ -15,10 +15,12 @@ from .cyclegan import CycleGAN
 from .diffusion import DDPM
 from .flows import MAF, NSF, Glow, RealNVP
 from .gan import GAN
+from .pixelcnn import GatedPixelCNN, PixelCNN
 from .vae import VAE
 
 REGISTRY: dict[str, type[GenerativeModel]] = {c.kind: c for c in (Autoencoder, DenoisingAutoencoder, VAE, DDPM, GAN,
-                                                                CycleGAN, MAF, NSF, RealNVP, Glow)}
+                                                                CycleGAN, MAF, NSF, RealNVP, Glow, PixelCNN,
+                                                                GatedPixelCNN)}
 
 __all__ = ["REGISTRY", "CAPABILITIES", "GenerativeModel", "create", "available", "load_model", "model_class"]
 

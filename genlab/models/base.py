@@ -64,6 +64,29 @@ def randn(shape: tuple[int, ...], g: torch.Generator | None, device: torch.devic
     return torch.randn(shape, generator=g).to(device)
 
 
+class progress_bar:
+    """A rich progress bar over `total` units of sampling when enabled: `with progress_bar(on, total, what) as
+    tick:` yields tick(k=1), which advances it by k, or None when disabled."""
+
+    def __init__(self, enabled: bool, total: int, what: str):
+        self.enabled, self.total, self.what, self.p = enabled, total, what, None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.p = Progress(TextColumn(self.what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                          transient=True)
+        self.p.__enter__()
+        task = self.p.add_task(self.what, total=self.total)
+        return lambda k=1: self.p.advance(task, k)
+
+    def __exit__(self, *exc):
+        if self.p is not None:
+            self.p.__exit__(*exc)
+
+
 @dataclass
 class NoSampleOptions:
     """A family whose sampling takes no options."""

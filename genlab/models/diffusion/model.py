@@ -32,7 +32,7 @@ from ...data.spec import DataSpec
 from ...errors import GenlabError
 from ...nn.denoisers import DENOISERS, build_denoiser, denoiser_class, denoiser_option_names, denoiser_options
 from ...precision import fp32
-from ..base import GenerativeModel, generator
+from ..base import GenerativeModel, generator, progress_bar
 from .conditioners import make_conditioner
 from .samplers import Sampler, sample_loop, sampler_class
 from .schedule import SCHEDULES, NoiseSchedule
@@ -260,7 +260,7 @@ class DDPM(GenerativeModel):
         if self.spec.is_image:
             x = x.contiguous(memory_format=torch.channels_last)
         denoise = self.denoiser(labels, w, self.config.clip and self.spec.is_image)
-        with _bar(progress, steps, f"{sampler.name} sampling") as tick:
+        with progress_bar(progress, steps, f"{sampler.name} sampling") as tick:
             x = sample_loop(denoise, self.schedule, x, sampler, steps, g, progress=tick)
         return x, {"nfe": self._nfe(labels, w, steps)}
 
@@ -303,29 +303,7 @@ class DDPM(GenerativeModel):
 
         z = torch.randn(x.shape, generator=g).to(dev)
         denoise = self.denoiser(labels, w, self.config.clip and self.spec.is_image)
-        with _bar(progress, steps, "inpainting") as tick:
+        with progress_bar(progress, steps, "inpainting") as tick:
             out = sample_loop(denoise, self.schedule, z, smp, steps, g, known=known, resample=resample,
                               progress=tick)
         return self.in_range(hole * out + (1 - hole) * x_known)  # the known part exactly, not its t = 0 noisy version
-
-
-class _bar:
-    """A rich progress bar over sampling steps when enabled; yields a tick() callback (or None)."""
-
-    def __init__(self, enabled: bool, total: int, what: str):
-        self.enabled, self.total, self.what, self.p = enabled, total, what, None
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.p = Progress(TextColumn(self.what), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                          transient=True)
-        self.p.__enter__()
-        task = self.p.add_task(self.what, total=self.total)
-        return lambda: self.p.advance(task)
-
-    def __exit__(self, *exc):
-        if self.p is not None:
-            self.p.__exit__(*exc)
