@@ -104,7 +104,7 @@ class Logistic:
 
 @dataclass
 class PixelCNNConfig:
-    hidden: int = 64  # channels of the masked convolutions (the residual stream has 2 x hidden)
+    hidden: int = 32  # channels of the masked convolutions (residual stream 2 x hidden); sized for a CPU
     blocks: int = 6  # residual blocks after the first 7x7 type-A masked conv
     kernel: int = 3  # kernel of the masked convolutions after the first (odd)
     output: str = "auto"  # auto | softmax | logistic | bernoulli; auto: bernoulli for 2 levels, else logistic

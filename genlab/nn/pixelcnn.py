@@ -63,8 +63,8 @@ class MaskedConv2d(nn.Conv2d):
         """The output at pixel (i, j) from the layer's input padded by k // 2 (see `padded`): (B, C_out). Only
         the rows up to i are read (the mask is zero below)."""
         p = self.kernel_size[0] // 2
-        w = (self.weight * self.mask)[:, :, :p + 1]
-        return F.conv2d(buf[:, :, i:i + p + 1, j:j + 2 * p + 1], w, self.bias).flatten(1)
+        w = (self.weight * self.mask)[:, :, :p + 1].flatten(1)
+        return F.linear(buf[:, :, i:i + p + 1, j:j + 2 * p + 1].flatten(1), w, self.bias)
 
 
 class ResidualBlock(nn.Module):
@@ -218,7 +218,7 @@ class _GatedStepper:
         for k, (layer, (_, ch)) in enumerate(zip(self.net.layers, self.conds)):
             p, buf = layer.p, self.hbufs[k]
             width = p if layer.first else p + 1
-            h_pre = F.conv2d(buf[:, :, i + p:i + p + 1, j:j + width], layer.h.weight, layer.h.bias).flatten(1)
+            h_pre = F.linear(buf[:, :, i + p, j:j + width].flatten(1), layer.h.weight.flatten(1), layer.h.bias)
             h_pre = h_pre + pointwise(layer.v2h, self.links[k][:, :, j]) + ch
             h = pointwise(layer.h_out, gate(h_pre)) + (0 if layer.first else buf[:, :, i + p, j + p])
             if k + 1 < len(self.net.layers):
