@@ -1,4 +1,4 @@
-"""Flows on vectors (maf, nsf): the change-of-variables maths against autograd and quadrature, invertibility,
+"""Flows on vectors (maf, nsf, realnvp): the change-of-variables maths against autograd and quadrature, invertibility,
 training on real 2-D data against the data's true density, conditioning, precision, and bad input."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from genlab.errors import GenlabError
 from genlab.precision import autocast
 from genlab.runs import RunDir
 
-KINDS = ("maf", "nsf")
+KINDS = ("maf", "nsf", "realnvp")
 
 
 def _perturbed(kind: str, dims: int = 3, scale: float = 0.2):

@@ -17,10 +17,12 @@ from .flows import MAF, NSF, Glow, RealNVP
 from .gan import GAN
 from .pixelcnn import GatedPixelCNN, PixelCNN
 from .vae import VAE
+from .vqar import VQAR
+from .vqvae import VQVAE
 
 REGISTRY: dict[str, type[GenerativeModel]] = {c.kind: c for c in (Autoencoder, DenoisingAutoencoder, VAE, DDPM, GAN,
                                                                 CycleGAN, MAF, NSF, RealNVP, Glow, PixelCNN,
-                                                                GatedPixelCNN)}
+                                                                GatedPixelCNN, VQVAE, VQAR)}
 
 __all__ = ["REGISTRY", "CAPABILITIES", "GenerativeModel", "create", "available", "load_model", "model_class"]
 
@@ -38,7 +40,7 @@ def model_class(kind: str) -> type[GenerativeModel]:
 def create(kind: str, spec: DataSpec, **config: Any) -> GenerativeModel:
     """Build a model of `kind` for data described by `spec` (a DataSpec or a dataset with .spec)."""
     spec = getattr(spec, "spec", spec)
-    cls = model_class(kind)
+    cls = model_class(kind).for_data(spec)
     return cls(spec, from_dict(cls.Config, cls.upgrade_options(spec, {**cls.config_defaults(spec), **config}),
                                where=kind))
 

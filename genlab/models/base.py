@@ -229,6 +229,12 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         return {}
 
     @classmethod
+    def for_data(cls, spec: DataSpec) -> type[GenerativeModel]:
+        """The class that builds this kind for this data: one kind may have a form per kind of data (realnvp on
+        images and on vectors), each with its own Config. Default: this class."""
+        return cls
+
+    @classmethod
     def config_defaults(cls, spec: DataSpec) -> dict[str, Any]:
         """Model options this family prefers for this data (a recipe known to work); the user's options win."""
         return {}

@@ -54,9 +54,10 @@ def _check_divisible(shape: tuple[int, ...], n_down: int) -> tuple[int, int]:
 
 class ConvEncoder(nn.Module):
     """(B, C, H, W) -> (B, d_out). A stride-2 3x3 conv per entry of `channels` (each halves H and W), then a linear
-    layer on the flattened map."""
+    layer on the flattened map; spatial=True: a 1x1 conv instead, (B, d_out, H/2^n, W/2^n) (a VQ-VAE's code grid)."""
 
-    def __init__(self, shape: tuple[int, ...], channels: tuple[int, ...], d_out: int, act: str = "silu"):
+    def __init__(self, shape: tuple[int, ...], channels: tuple[int, ...], d_out: int, act: str = "silu",
+                 spatial: bool = False):
         super().__init__()
         h, w = _check_divisible(shape, len(channels))
         layers: list[nn.Module] = []
@@ -65,22 +66,26 @@ class ConvEncoder(nn.Module):
             layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), activation(act)]
             c_in = c
         self.convs = nn.Sequential(*layers)
-        self.out = nn.Linear(c_in * h * w, d_out)
+        self.spatial = spatial
+        self.out = nn.Conv2d(c_in, d_out, 1) if spatial else nn.Linear(c_in * h * w, d_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.convs(x).flatten(1))
+        h = self.convs(x)
+        return self.out(h if self.spatial else h.flatten(1))
 
 
 class ConvDecoder(nn.Module):
     """(B, d_in) -> (B, C_out, H, W). A linear layer to a (channels[0], H/2^n, W/2^n) map, then a 4x4 stride-2
-    transposed conv per entry of `channels` (mirror of ConvEncoder), then a 3x3 conv to C_out channels."""
+    transposed conv per entry of `channels` (mirror of ConvEncoder), then a 3x3 conv to C_out channels.
+    spatial=True: the input is already a (B, d_in, H/2^n, W/2^n) map, taken to channels[0] by a 3x3 conv."""
 
     def __init__(self, d_in: int, shape: tuple[int, ...], channels: tuple[int, ...], c_out: int | None = None,
-                 act: str = "silu"):
+                 act: str = "silu", spatial: bool = False):
         super().__init__()
         self.h, self.w = _check_divisible(shape, len(channels))
         self.c0 = channels[0]
-        self.inp = nn.Sequential(nn.Linear(d_in, self.c0 * self.h * self.w), activation(act))
+        first = nn.Conv2d(d_in, self.c0, 3, padding=1) if spatial else nn.Linear(d_in, self.c0 * self.h * self.w)
+        self.inp = nn.Sequential(first, activation(act))
         layers: list[nn.Module] = []
         c_in = self.c0
         for c in [*channels[1:], channels[-1]]:
@@ -90,7 +95,7 @@ class ConvDecoder(nn.Module):
         self.out = nn.Conv2d(c_in, c_out or shape[0], 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.inp(z).view(-1, self.c0, self.h, self.w)
+        h = self.inp(z).view(-1, self.c0, self.h, self.w)  # a no-op for a spatial input
         return self.out(self.ups(h))
 
 

@@ -222,6 +222,15 @@ class RealNVP(ImageFlow):
     kind = "realnvp"
     Config = RealNVPConfig
 
+    @classmethod
+    def for_data(cls, spec):
+        """Images: this flow; vectors and tables: zuko's affine couplings (flows.vector.VectorRealNVP)."""
+        if spec.is_image:
+            return cls
+        from .vector import VectorRealNVP
+
+        return VectorRealNVP
+
     def _squeezes(self):
         return self.config.scales
 

@@ -1,5 +1,6 @@
-"""Normalizing flows on vectors and tables: `maf` (masked autoregressive flow, Papamakarios et al. 2017) and
-`nsf` (neural spline flow: monotonic rational-quadratic splines, Durkan et al. 2019), built on zuko's transforms
+"""Normalizing flows on vectors and tables: `maf` (masked autoregressive flow, Papamakarios et al. 2017), `nsf`
+(neural spline flow: monotonic rational-quadratic splines, Durkan et al. 2019) and `realnvp` on vector data
+(affine couplings with alternating masks, Dinh et al. 2017), built on zuko's transforms
 (maintained, MIT) and wrapped in genlab's model contract: the Trainer, save/load, `genlab eval`, class
 conditioning.
 
@@ -7,7 +8,7 @@ A flow is an invertible map f from data x to a standard normal z, so the density
     log p(x) = log N(f(x); 0, I) + log |det df/dx|.
 Training maximises it directly. `encode` is f, `decode` is f^-1, `sample` decodes z ~ N(0, T^2 I) (temperature
 T; T < 1 trades diversity for typicality). MAF evaluates log p in one pass and samples in D sequential passes;
-NSF (autoregressive splines here too) likewise.
+NSF (autoregressive splines here too) likewise; RealNVP's couplings do both in one pass per transform.
 
 Densities are in model space, i.e. of the standardised data (vectors and tables are standardised per column by
 the train split's mean and std); the density of the data in its own units is log p(x) - sum_j log std_j
@@ -143,3 +144,22 @@ class NSF(VectorFlow):
     def _build(self, flows, features, context):
         c = self.config
         return flows.NSF(features, context, bins=c.bins, transforms=c.transforms, hidden_features=tuple(c.hidden))
+
+
+@dataclass
+class VectorRealNVPConfig(MAFConfig):
+    transforms: int = 8  # affine couplings, alternating which half of the features is transformed
+
+
+class VectorRealNVP(VectorFlow):
+    """`realnvp` on vectors and tables (genlab.models.flows.image.RealNVP is the image form of the kind)."""
+
+    kind = "realnvp"
+    Config = VectorRealNVPConfig
+
+    def _build(self, flows, features, context):
+        c = self.config
+        return flows.RealNVP(features, context, transforms=c.transforms, hidden_features=tuple(c.hidden))
+
+    def sampling_nfe(self) -> float:
+        return float(self.config.transforms)  # a coupling inverts in one pass

@@ -1,0 +1,77 @@
+"""Transformer blocks in the style of nanoGPT (Radford et al. 2019's pre-norm GPT-2 block): LayerNorm, multi-head
+self-attention (causal or not), LayerNorm, a 4x GELU MLP, each residual. `CausalTransformer` is a decoder-only
+model over token sequences (VQ-VAE codes in vq-ar); the blocks are the ones later families reuse."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SelfAttention(nn.Module):
+    """(B, T, D) -> (B, T, D), `heads` heads, causal (position t attends to <= t) when asked."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, causal: bool = True):
+        super().__init__()
+        assert dim % heads == 0, "dim must be divisible by heads"
+        self.heads, self.causal, self.dropout = heads, causal, dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal,
+                                             dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(out.transpose(1, 2).reshape(B, T, D))
+
+
+class Block(nn.Module):
+    """x + attn(ln(x)), then x + mlp(ln(x)): (B, T, D) -> (B, T, D)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, causal: bool = True):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads, dropout, causal)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), nn.Dropout(dropout))
+
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class CausalTransformer(nn.Module):
+    """Next-token logits: tokens (B, T) in 0..vocab-1, labels (B,) or None -> (B, T, vocab), where the logits at t
+    predict token t from tokens < t (a learned start token, or the class embedding, stands before token 0)."""
+
+    def __init__(self, vocab: int, length: int, dim: int = 128, layers: int = 4, heads: int = 4,
+                 dropout: float = 0.0, classes: int = 0):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(torch.zeros(length, dim))
+        self.start = nn.Embedding(max(classes, 1), dim)  # the token before the first: per class if conditional
+        self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(layers))
+        self.ln = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, vocab, bias=False)
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # GPT-2's scaled init of the residual projections
+            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * layers))
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        B, T = tokens.shape
+        first = self.start(y if y is not None else tokens.new_zeros(B))[:, None]
+        h = torch.cat([first, self.tok(tokens[:, :-1])], 1) + self.pos[:T]  # shifted right by one
+        for block in self.blocks:
+            h = block(h)
+        return self.head(self.ln(h))
