@@ -6,6 +6,10 @@ one part at a time (2 CPU cores: never two at once); results go to docs/BENCHMAR
     python benchmarks/likelihood_fashion.py --part table --minutes 5 --out runs/lik_fm
     python benchmarks/likelihood_fashion.py --part sampling --out runs/lik_fm
     python benchmarks/likelihood_fashion.py --part binarised --minutes 10 --out runs/lik_bin
+    python benchmarks/likelihood_fashion.py --part vq --minutes 5 --out runs/lik_fm
+
+The vq part trains a vqvae, then a vq-ar prior of each kind on it, for --minutes each, and sets FID/KID of their
+samples (and of the VQ-VAE's code-frequency samples) beside the VAE of the table part (same minutes).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ KINDS = {  # kind -> (model options, train options)
     "pixelcnn": ({}, {"lr": 1e-3}),
     "gated-pixelcnn": ({}, {"lr": 1e-3}),
     "vae": ({"latent_dim": 32, "channels": (32, 64), "sigma_mode": "pixel", "beta_nll": 0.5}, {"lr": 2e-3}),
-}
+}  # the vq part adds its vq-ar entries
 
 
 def machine() -> dict:
@@ -38,7 +42,13 @@ def machine() -> dict:
 
 
 def train(kind: str, data, minutes: float, out: Path, name: str, opts: dict | None = None):
-    cfg, train_opts = KINDS.get(kind, ({}, {"lr": 1e-3}))
+    return train_kind(kind, kind, data, minutes, out, name, opts)
+
+
+def train_kind(entry: str, kind: str, data, minutes: float, out: Path, name: str = "fashion-mnist",
+               opts: dict | None = None):
+    """Train `kind` with the options KINDS[entry] gives it for `minutes`; (model in eval mode, run)."""
+    cfg, train_opts = KINDS.get(entry, ({}, {"lr": 1e-3}))
     shutil.rmtree(out, ignore_errors=True)
     torch.manual_seed(0)
     model = genlab.create(kind, data.spec, **cfg)
@@ -108,19 +118,59 @@ def binarised(args) -> None:
     (args.out / "binarised.json").write_text(json.dumps({"rows": rows, **machine()}, indent=2))
 
 
+def vq(args) -> None:
+    """VQ-VAE codebook use and reconstructions; FID/KID and prior NLL of vq-ar samples beside the VAE's."""
+    from genlab.metrics.protocol import evaluate
+
+    train_set, test = genlab.load_dataset("fashion-mnist"), genlab.load_dataset("fashion-mnist", "test")
+    x = test.x[:args.n_test]
+    vqvae, run = train("vqvae", train_set, args.minutes, args.out / "vqvae", "fashion-mnist")
+    codes = vqvae.encode(x)
+    used = torch.bincount(codes.flatten(), minlength=vqvae.K)
+    p = used.float() / used.sum()
+    rows = [{"kind": "vqvae (codes by frequency)", "params": sum(q.numel() for q in vqvae.parameters()),
+             "steps": run.step,
+             "recon_mse": float((vqvae.reconstruct(x) - x).pow(2).mean()),
+             "perplexity": float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum())), "dead_codes": int((used == 0).sum()),
+             "codebook": vqvae.K, "grid": list(vqvae.grid)}]
+    runs = {"vqvae (codes by frequency)": args.out / "vqvae"}
+    for prior in ("transformer", "pixelcnn"):
+        KINDS[f"vq-ar-{prior}"] = ({"vqvae": str(args.out / "vqvae"), "prior": prior}, {"lr": 1e-3})
+        model, run = train_kind(f"vq-ar-{prior}", "vq-ar", train_set, args.minutes, args.out / f"vq-ar-{prior}")
+        nll, T = float(model.prior_nll(x).mean()), math.prod(vqvae.grid)
+        rows.append({"kind": f"vq-ar prior={prior}", "params": sum(q.numel() for q in model.parameters()),
+                     "steps": run.step, "prior_nll_nats": nll, "uniform_nats": T * math.log(vqvae.K),
+                     "bits_per_code": nll / T / math.log(2)})
+        runs[f"vq-ar prior={prior}"] = args.out / f"vq-ar-{prior}"
+    if (args.out / "vae" / "model.safetensors").is_file():
+        runs["vae (table part)"] = args.out / "vae"
+    for name, path in runs.items():
+        model = genlab.load(path)
+        t0 = time.perf_counter()
+        ev = evaluate(path, metrics=["fid", "kid"], n=args.n_fid, precision="fp32", device="cpu")
+        row = next((r for r in rows if r["kind"] == name), None) or {"kind": name}
+        if row not in rows:
+            rows.append(row)
+        row.update({"fid": ev["metrics"]["fid"], "kid": ev["metrics"]["kid"], "eval_s": time.perf_counter() - t0,
+                    "samples_per_s": round(1 / sampling_seconds(model), 1)})
+        print(json.dumps(row))
+    (args.out / "vq.json").write_text(json.dumps({"rows": rows, "n_fid": args.n_fid, **machine()}, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--part", choices=("table", "sampling", "binarised"), default="table")
+    ap.add_argument("--part", choices=("table", "sampling", "binarised", "vq"), default="table")
     ap.add_argument("--kinds", default=None)
     ap.add_argument("--minutes", type=float, default=5)
     ap.add_argument("--k", type=int, default=100, help="importance samples of the VAE's IWAE bound")
     ap.add_argument("--n-test", type=int, default=2000, help="test images scored (the first n, the same for all)")
     ap.add_argument("--n", type=int, default=16, help="images drawn both ways (--part sampling)")
+    ap.add_argument("--n-fid", type=int, default=2000, help="samples for FID/KID (--part vq)")
     ap.add_argument("--out", type=Path, default=Path("runs/lik_fm"))
     args = ap.parse_args()
     args.kinds = args.kinds or ("pixelcnn,gated-pixelcnn" if args.part == "binarised" else ",".join(KINDS))
     args.out.mkdir(parents=True, exist_ok=True)
-    {"table": table, "sampling": sampling, "binarised": binarised}[args.part](args)
+    {"table": table, "sampling": sampling, "binarised": binarised, "vq": vq}[args.part](args)
     print(f"bits/dim = nats / (D ln 2), D = 784: {math.log(2) * 784:.1f} nats per bit/dim")
 
 
