@@ -4,17 +4,18 @@ norm between couplings) and `glow` (Kingma & Dhariwal 2018: steps of ActNorm, in
 LU weight and a channel affine coupling, multi-scale).
 
 Pipeline, x (B, C, H, W) in [-1, 1] with L levels per pixel:
-    u = dequantise(x)                       uniform noise within each level's bin (Theis et al. 2016)
+    u = dequantise(x)                       noise within each level's bin: uniform (Theis et al. 2016), or
+                                            variational, v ~ q(v | x) learned with the flow (Ho et al. 2019)
     y = logit(a + (1 - 2a) (u + 1) / 2)     a = 0.05 (RealNVP §4.1), onto the real line
     z = f(y)                                the flow; every scale factors half its channels out to the base
     log p(u) = log N(z; 0, I) + log|det dz/du|
-`log_prob` is log p(u) - D log(L/2): the exact log density of the dequantised image, the usual lower bound on
-the 8-bit image's log-probability and what papers report in bits/dim. `encode` is x -> z flattened (B, D),
-`decode` z -> x, `sample` decodes z ~ N(0, T^2 I). Glow here is the paper's flow without its learned split priors
-(factored-out z are standard normal), its coupling networks 3x3 convolutions only. The capabilities run in eval
-mode (batch norm on running statistics), whatever mode the model is in. Precision: the coupling networks run in
-autocast under bf16/fp16 training, every log-determinant and the 1x1 convolutions in float32; `log_prob`,
-`encode` and `decode` run in float32 altogether.
+`log_prob` is log p(u) - log q(v | x) - D log(L/2) (log q = 0 for uniform noise), one draw of the noise: the
+usual lower bound on the 8-bit image's log-probability, and what papers report in bits/dim. `encode` is x -> z
+flattened (B, D), `decode` z -> x, `sample` decodes z ~ N(0, T^2 I). Glow here is the paper's flow without its
+learned split priors (factored-out z are standard normal), its coupling networks 3x3 convolutions only. The
+capabilities run in eval mode (batch norm on running statistics), whatever mode the model is in. Precision: the
+coupling networks run in autocast under bf16/fp16 training, every log-determinant and the 1x1 convolutions in
+float32; `log_prob`, `encode` and `decode` run in float32 altogether.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch import nn
 from ...config import check
 from ...data.dataset import bin_centres, dequantize
 from ...errors import GenlabError
-from ...nn.flows import ActNorm, AffineCoupling, InvConv1x1, squeeze, unsqueeze
+from ...nn.flows import ActNorm, AffineCoupling, InvConv1x1, VariationalDequantizer, squeeze, unsqueeze
 from ...precision import exact
 from ..base import evaluating
 from .base import Flow
@@ -42,10 +43,13 @@ class ImageFlowConfig:
     hidden: int = 32  # channels of each coupling's network
     blocks: int = 1  # residual blocks per coupling network
     alpha: float = 0.05  # logit squashing: y = logit(alpha + (1 - 2 alpha) p)
+    dequantization: str = "uniform"  # uniform | variational (a learned q(noise | image), Flow++: a tighter bound)
 
     def __post_init__(self):
         check(self.hidden >= 1 and self.blocks >= 0, "hidden must be >= 1 and blocks >= 0")
         check(0 < self.alpha < 0.5, f"alpha must be in (0, 0.5), got {self.alpha}")
+        check(self.dequantization in ("uniform", "variational"),
+              f"dequantization must be uniform or variational, got '{self.dequantization}'")
 
 
 @dataclass
@@ -92,6 +96,8 @@ class ImageFlow(Flow):
                               f"{spec.name} is {H}x{W}: resize (--set data.size=...) or use fewer scales")
         self.levels = nn.ModuleList(self._build(C))
         self.z_shapes = self._z_shapes(C, H, W)
+        variational = config.dequantization == "variational"
+        self.dequantizer = VariationalDequantizer(C, 32) if variational else None  # Flow++ uses far more
         self.log_offset = -spec.dims * math.log((spec.levels or 256) / 2)  # the bin width is 2/L in [-1, 1]
 
     @abstractmethod
@@ -162,6 +168,15 @@ class ImageFlow(Flow):
                 h = layer.inverse(h)
         return h
 
+    def _dequantised(self, x):
+        """x -> (u, log q(v | x)): the image plus noise within each level's bin, and the log-density of that noise
+        (0 for uniform noise)."""
+        L = self.spec.levels or 256
+        if self.dequantizer is None:
+            return dequantize(x, L), torch.zeros(len(x), device=x.device)
+        v, log_q = self.dequantizer(x)
+        return bin_centres(x, L) + (v - 0.5) * 2 / L, log_q
+
     def _log_density(self, u):
         """log p(u) of dequantised images u (B, C, H, W): (B,)."""
         y, ladj = self._logit(u.float())
@@ -179,7 +194,8 @@ class ImageFlow(Flow):
         self._log_density(dequantize(x, self.spec.levels or 256))
 
     def forward(self, x, y, phase="model", step=0):
-        logp = self._log_density(dequantize(x, self.spec.levels or 256)) + self.log_offset
+        u, log_q = self._dequantised(x)
+        logp = self._log_density(u) - log_q + self.log_offset
         bpd = -logp.mean() / (self.spec.dims * math.log(2))
         return bpd, {"loss": bpd.detach(), "nll_bpd": bpd.detach()}
 
@@ -188,8 +204,10 @@ class ImageFlow(Flow):
     @exact
     @evaluating
     def log_prob(self, x, y=None, **opts) -> torch.Tensor:
-        """log p of the dequantised image minus D log(L/2): (B, C, H, W) -> (B,) nats (one uniform draw)."""
-        return self._log_density(dequantize(x.to(self.device), self.spec.levels or 256)) + self.log_offset
+        """log p of the dequantised image minus log q of its noise and D log(L/2): (B, C, H, W) -> (B,) nats, a
+        lower bound on log P(x) estimated with one draw of the noise."""
+        u, log_q = self._dequantised(x.to(self.device).float())
+        return self._log_density(u) - log_q + self.log_offset
 
     @torch.no_grad()
     @exact
