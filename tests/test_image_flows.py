@@ -10,7 +10,7 @@ import torch
 
 import genlab
 from genlab.errors import GenlabError
-from genlab.nn.flows import ActNorm, AffineCoupling, InvConv1x1, squeeze, unsqueeze
+from genlab.nn.flows import ActNorm, AffineCoupling, InvConv1x1, VariationalDequantizer, squeeze, unsqueeze
 from genlab.precision import autocast
 from genlab.runs import RunDir
 
@@ -131,8 +131,11 @@ def test_likelihood_is_float32_under_bf16_autocast(kind, digit_runs):
 
 
 def test_bad_input_is_one_line():
-    with pytest.raises(GenlabError, match="realnvp models images; moons is vector data"):
-        genlab.create("realnvp", genlab.load_dataset("moons").spec)
+    with pytest.raises(GenlabError, match="glow models images; moons is vector data"):
+        genlab.create("glow", genlab.load_dataset("moons").spec)
+    assert genlab.create("realnvp", genlab.load_dataset("moons").spec).spec.kind == "vector"  # its vector form
+    with pytest.raises(GenlabError, match="dequantization must be uniform or variational"):
+        genlab.create("glow", genlab.load_dataset("digits").spec, dequantization="learned")
     with pytest.raises(GenlabError, match="needs height and width divisible by 16"):
         genlab.create("glow", genlab.load_dataset("digits").spec, levels=4)
 
@@ -152,3 +155,33 @@ def test_capabilities_do_not_depend_on_the_batch_right_after_training(tmp_path):
     assert model.training and all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     with pytest.raises(GenlabError, match="alpha must be in"):
         genlab.create("realnvp", data.spec, alpha=0)
+
+
+def test_variational_dequantizer_density_by_the_autograd_jacobian():
+    """log q(v | x) = log N(eps) - log|det dv/deps|, with the determinant checked against autograd."""
+    torch.manual_seed(0)
+    deq = _perturb(VariationalDequantizer(1, 8, couplings=2), 0.3).double()
+    x = torch.randint(0, 17, (3, 1, 4, 4)).double() / 16 * 2 - 1
+    eps = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    v, ladj = deq.transform(eps, x)
+    assert ((v > 0) & (v < 1)).all()
+    for i in range(3):
+        J = _jacobian_logdet(lambda e, xi=x[i:i + 1]: deq.transform(e, xi.expand(len(e), -1, -1, -1))[0],
+                             eps[i:i + 1])
+        assert torch.allclose(ladj[i:i + 1], J, atol=1e-8)
+    assert (v - torch.sigmoid(eps)).abs().max() > 0.05  # not the plain sigmoid it would be untrained
+
+
+def test_variational_dequantization_trains_and_keeps_the_noise_in_each_bin(tmp_path):
+    data = genlab.load_dataset("digits")
+    torch.manual_seed(0)
+    model = genlab.create("glow", data.spec, **SMALL["glow"], dequantization="variational")
+    run = genlab.train(model, data, steps=150, batch_size=64, warmup_steps=20, out=tmp_path / "v", progress=False,
+                       precision="fp32")
+    assert run.history[-1]["nll_bpd"] < run.history[0]["nll_bpd"] - 0.5
+    x = data.x[:64]
+    u, log_q = model._dequantised(x)
+    assert torch.equal(torch.floor((u + 1) / 2 * 17).clamp(max=16), torch.round((x + 1) / 2 * 16))  # same bin
+    assert torch.isfinite(log_q).all() and log_q.std() > 0
+    loaded = genlab.load(tmp_path / "v")
+    assert loaded.dequantizer is not None and torch.isfinite(loaded.log_prob(x)).all()
