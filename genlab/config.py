@@ -40,6 +40,15 @@ def unknown_key_error(key: str, valid: list[str], where: str) -> GenlabError:
     return GenlabError(f"unknown {where} option '{key}': {hint}valid options: {', '.join(valid)}")
 
 
+def as_bool(value: Any, what: str) -> bool:
+    """True/False from a bool or one of the words true, false, yes, no, 1, 0; `what` names it in the error."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (str, int)) and str(value).lower() in ("true", "false", "yes", "no", "1", "0"):
+        return str(value).lower() in ("true", "yes", "1")
+    raise GenlabError(f"{what} expects true or false, got {value!r}")
+
+
 def _coerce(value: Any, tp: Any, name: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -69,11 +78,7 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     if tp is Any:
         return value
     if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise GenlabError(f"option '{name}' expects true or false, got {value!r}")
+        return as_bool(value, f"option '{name}'")
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise GenlabError(f"option '{name}' expects an integer, got {value!r}")

@@ -19,25 +19,26 @@ from genlab.nn.pixelcnn import GatedPixelCNN, PixelCNN
 
 from .helpers import one_line_error
 
-NETS = {"pixelcnn": lambda **k: PixelCNN(1, 1, hidden=8, blocks=3, **k),
-        "gated-pixelcnn": lambda **k: GatedPixelCNN(1, 1, hidden=8, layers=3, **k)}
+NETS = {"pixelcnn": lambda c=1, **k: PixelCNN(c, c, hidden=8, blocks=3, **k),
+        "gated-pixelcnn": lambda c=1, **k: GatedPixelCNN(c, c, hidden=8, layers=3, **k)}
 
 
-def _input_gradient(net, H, W, i, j):
-    """Which input pixels the output at (i, j) depends on: (H, W) bool, by autograd."""
-    x = torch.randn(1, 1, H, W, dtype=torch.float64, requires_grad=True)
-    net(x)[0, 0, i, j].backward()
-    return x.grad[0, 0] != 0
+def _input_gradient(net, H, W, i, j, C=1):
+    """Which input pixels (any channel) any output channel at (i, j) depends on: (H, W) bool, by autograd."""
+    x = torch.randn(1, C, H, W, dtype=torch.float64, requires_grad=True)
+    net(x)[0, :, i, j].sum().backward()
+    return (x.grad[0] != 0).any(0)
 
 
 @pytest.mark.parametrize("name", list(NETS))
-def test_no_output_depends_on_its_own_or_a_later_pixel(name):
+@pytest.mark.parametrize("C", [1, 2])
+def test_no_output_depends_on_its_own_or_a_later_pixel(name, C):
     torch.manual_seed(0)
-    net = NETS[name]().double()
+    net = NETS[name](C).double()
     H, W = 6, 5
     order = torch.arange(H * W).view(H, W)
     for i, j in itertools.product(range(H), range(W)):
-        seen = _input_gradient(net, H, W, i, j)
+        seen = _input_gradient(net, H, W, i, j, C)
         assert not seen[order >= i * W + j].any(), (i, j)
         if j > 0:
             assert seen[i, j - 1]  # and the pixel to its left
@@ -158,8 +159,8 @@ def test_training_on_digits_lowers_the_exact_nll(digits_runs, kind):
 def test_cached_sampling_gives_the_samples_of_naive_sampling(digits_runs, kind):
     model = digits_runs[0][kind][0]
     for t in (1.0, 0.6):
-        a = model.generate(6, seed=4, labels=[0, 1, 2, 3, 4, 5], temperature=t)
-        b = model.generate(6, seed=4, labels=[0, 1, 2, 3, 4, 5], temperature=t, cached=False)
+        a = model.generate(6, seed=4, labels=[0, 1, 2, 3, 4, 5], temperature=t, precision="fp32")
+        b = model.generate(6, seed=4, labels=[0, 1, 2, 3, 4, 5], temperature=t, cached=False, precision="fp32")
         assert torch.equal(a.x, b.x) and a.x.unique().numel() > 5
         assert a.cost.nfe == 64
     cold = model.sample(200, seed=0, temperature=0.3, labels=0)
@@ -178,6 +179,9 @@ def test_bad_input(digits_runs, cli, tmp_path):
         create("gated-pixelcnn", DataSpec("d", "image", (1, 4, 4), levels=256), kernel=4)
     with pytest.raises(GenlabError, match="models images"):
         create("pixelcnn", DataSpec("v", "vector", (2,)))
+    model = digits_runs[0]["pixelcnn"][0]
+    with pytest.raises(GenlabError, match="models 1x8x8 images, got 1x28x28"):
+        model.log_prob(torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long))
 
 
 def test_binarised_data_and_a_bernoulli_output(tmp_path):

@@ -49,7 +49,8 @@ def test_kmeans_start_fits_the_first_batch_better_than_a_random_codebook():
 
 def test_dead_codes_are_reseeded_from_the_batch_and_the_codebook_moves_by_ema_not_gradients():
     model = _vq(dead_code_threshold=2.0, kmeans_init=False).train()
-    assert not any(p is model.vq.codebook for p in model.parameters())  # a buffer: no optimizer touches it
+    assert "vq._codebook.embed" in dict(model.named_buffers())  # a buffer: no optimizer touches it
+    assert not any("_codebook" in name for name, _ in model.named_parameters())
     model.vq._codebook.cluster_size.zero_()  # every code unused
     before = model.vq.codebook.clone()
     z = torch.randn(4, 8, 4, 4)
@@ -91,9 +92,10 @@ def test_vqvae_trains_uses_its_codebook_and_logs_usage(digits_vq):
 def priors(digits_vq, tmp_path_factory):
     data = genlab.load_dataset("digits")
     out = {}
-    for prior in ("transformer", "pixelcnn"):
+    for prior in ("transformer", "pixelcnn"):  # the pixelcnn prior conditioned on the digit
         torch.manual_seed(0)
-        model = genlab.create("vq-ar", data.spec, vqvae=str(digits_vq[0]), prior=prior, dim=32, layers=2)
+        model = genlab.create("vq-ar", data.spec, vqvae=str(digits_vq[0]), prior=prior, dim=32, layers=2,
+                              conditional=prior == "pixelcnn")
         path = tmp_path_factory.mktemp("prior") / prior
         genlab.train(model, data, steps=200, batch_size=64, out=path, progress=False, precision="fp32")
         out[prior] = path
@@ -105,7 +107,8 @@ def test_the_prior_learns_the_codes_better_than_their_frequencies(priors, digits
     model = genlab.load(priors[prior])
     vq = genlab.load(digits_vq[0])
     test = genlab.load_dataset("digits", "test")
-    nll = float(model.prior_nll(test.x).mean())
+    y = test.y if model.conditioning == "class" else None
+    nll = float(model.prior_nll(test.x, y).mean())
     codes = vq.encode(test.x)
     freq = torch.bincount(codes.flatten(), minlength=32).float() + 1e-3
     unigram = float(-(torch.log(freq / freq.sum())[codes]).sum((1, 2)).mean())  # codes independent, test freqs
@@ -113,11 +116,16 @@ def test_the_prior_learns_the_codes_better_than_their_frequencies(priors, digits
     s = model.generate(8, seed=1)
     assert s.x.shape == (8, 1, 8, 8) and s.cost.nfe == 16
     assert torch.equal(s.x, model.sample(8, seed=1)) and not torch.equal(s.x, model.sample(8, seed=2))
+    if y is not None:  # the label matters: the class's own codes are likelier than another class's
+        other = (y + 1) % 10
+        assert float(model.prior_nll(test.x, other).mean()) > nll + 5
 
 
 def test_cached_pixelcnn_prior_samples_equal_naive(priors):
     model = genlab.load(priors["pixelcnn"])
-    assert torch.equal(model.sample(6, seed=3), model.sample(6, seed=3, cached=False))
+    labels = [0, 1, 2, 3, 4, 5]
+    a = model.sample(6, seed=3, labels=labels, precision="fp32")
+    assert torch.equal(a, model.sample(6, seed=3, labels=labels, cached=False, precision="fp32"))
 
 
 def test_a_prior_needs_a_vqvae_run(tmp_path, cli, digits_vq):
@@ -128,6 +136,8 @@ def test_a_prior_needs_a_vqvae_run(tmp_path, cli, digits_vq):
     code, _, err = cli("train", "vq-ar", "--data", "digits", "--set", f"vqvae={tmp_path / 'ae'}", "--steps", "2",
                        "--out", tmp_path / "p")
     one_line_error(code, err, "vq-ar models the codes of a vqvae run")
+    with pytest.raises(GenlabError, match="codes must be in 0..31"):
+        genlab.load(digits_vq[0]).decode(torch.full((1, 4, 4), 32))
     code, _, err = cli("train", "vq-ar", "--data", "digits", "--steps", "2", "--out", tmp_path / "q")
     one_line_error(code, err, "--set vqvae=RUN_DIR")
     code, _, err = cli("train", "vq-ar", "--data", "mnist5k", "--set", f"vqvae={digits_vq[0]}", "--steps", "2",

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ..config import as_bool
 from ..errors import GenlabError
 from . import builtin, user
 from .arrays import from_arrays
@@ -91,19 +92,12 @@ def load_dataset(name: str, split: str = "train", **opts) -> GenDataset | Folder
     return GenDataset(x, y, spec, split)
 
 
-def _flag(name: str, value) -> bool:
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("true", "1", "yes", "false", "0", "no"):
-        return str(value).lower() in ("true", "1", "yes")
-    raise GenlabError(f"data option {name} must be true or false, got '{value}'")
-
-
 @lru_cache(maxsize=8)
 def _load_cached(name: str, opts: tuple):
     kwargs = dict(opts)
     if "binarize" in kwargs:
-        return _binarized(name, _flag("binarize", kwargs.pop("binarize")), _load_cached(name, tuple(kwargs.items())))
+        on = as_bool(kwargs.pop("binarize"), "data option binarize")
+        return _binarized(name, on, _load_cached(name, tuple(kwargs.items())))
     head, sep, path = name.partition(":")
     try:
         if sep and head in USER_SOURCES:

@@ -89,14 +89,19 @@ def standardize(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def dequantize(x: torch.Tensor, levels: int) -> torch.Tensor:
     """Uniform dequantisation (Theis et al. 2016): grid value k/(L-1)*2-1 -> (k+u)/L*2-1, u ~ U[0, 1).
     A density p on the result bounds the discrete data: log P(x) >= E_u log p(y) - D log(L/2)."""
-    return (_level(x, levels) + torch.rand_like(x)) / levels * 2 - 1
+    return (to_levels(x, levels) + torch.rand_like(x)) / levels * 2 - 1
 
 
 def bin_centres(x: torch.Tensor, levels: int) -> torch.Tensor:
     """The centre of each value's dequantisation bin: k/(L-1)*2-1 -> (k+0.5)/L*2-1."""
-    return (_level(x, levels) + 0.5) / levels * 2 - 1
+    return (to_levels(x, levels) + 0.5) / levels * 2 - 1
 
 
-def _level(x: torch.Tensor, levels: int) -> torch.Tensor:
-    """Grid values in [-1, 1] -> their level k in 0..L-1 (as floats)."""
+def to_levels(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """Grid values in [-1, 1] -> their level k in 0..L-1 (as floats); from_levels is its inverse."""
     return torch.round((x + 1) / 2 * (levels - 1))
+
+
+def from_levels(k: torch.Tensor, levels: int) -> torch.Tensor:
+    """Levels k in 0..L-1 -> grid values k/(L-1)*2-1 in [-1, 1] (float32)."""
+    return k.float() / (levels - 1) * 2 - 1

@@ -169,6 +169,7 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
             p.requires_grad_(False)
         weights = path / ("ema.safetensors" if (path / "ema.safetensors").is_file() else "model.safetensors")
         self.components[name] = {"path": str(path.resolve()), "sha256": file_sha256(weights), "kind": model.kind}
+        setattr(self.config, name, str(path.resolve()))  # so the saved config loads from any directory
         self._frozen[name] = model
         return model
 

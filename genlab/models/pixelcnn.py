@@ -9,7 +9,8 @@ distribution over the image's L levels per channel (channels of a pixel independ
 `log_prob` is log P(x) in nats of the discrete image, the quantity a flow's dequantised density bounds, so the
 two compare in bits/dim directly. Sampling is one pixel at a time, H x W sequential steps: the "why sampling is
 slow" of the notes. By default each step uses cached computation (genlab.nn.pixelcnn); `cached=false` re-runs the
-whole network per pixel, the naive way, and gives the same samples for the same seed.
+whole network per pixel, the naive way, and gives the same samples for the same seed (in float32 on a CPU; where
+the two paths round differently, e.g. bf16 or TF32 convolutions, a level can rarely flip and the rest follow).
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from ..config import check
+from ..data.dataset import from_levels, to_levels
 from ..errors import GenlabError
 from ..nn import pixelcnn as nets
+from ..precision import exact
 from .base import GenerativeModel, evaluating, generator, progress_bar
 
 OUTPUTS = ("auto", "softmax", "logistic", "bernoulli")
@@ -30,7 +33,14 @@ OUTPUTS = ("auto", "softmax", "logistic", "bernoulli")
 
 def _levels(x: torch.Tensor, L: int) -> torch.Tensor:
     """Images in [-1, 1] -> level indices 0..L-1 (long)."""
-    return torch.round((x.float().clamp(-1, 1) + 1) / 2 * (L - 1)).long()
+    return to_levels(x.float().clamp(-1, 1), L).long()
+
+
+def inverse_cdf(logp: torch.Tensor, u: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The index drawn from each row of log-probabilities (..., K) raised to 1/T and renormalised, by inverse CDF
+    of the uniforms u (...): long (...). The same u give the same draws wherever the probabilities agree."""
+    cdf = torch.softmax(logp.float() / temperature, -1).cumsum(-1)
+    return (cdf < u[..., None]).sum(-1).clamp(max=logp.shape[-1] - 1)
 
 
 class Softmax:
@@ -84,27 +94,27 @@ class Logistic:
         inv = torch.exp(-log_scale)
         a = inv * (x - mean + 1 / (self.L - 1))  # upper edge of the bin
         b = inv * (x - mean - 1 / (self.L - 1))  # lower edge
-        # log(sigmoid(a) - sigmoid(b)) without cancellation: a - b > 0 always
-        mid = a + torch.log(-torch.expm1(b - a)) - F.softplus(a) - F.softplus(b)
+        # log(sigmoid(a) - sigmoid(b)) without cancellation, with b - a = -2 inv / (L - 1) exactly
+        mid = a + torch.log(-torch.expm1(-2 * inv / (self.L - 1))) - F.softplus(a) - F.softplus(b)
         return torch.where(k == 0, -F.softplus(-a), torch.where(k == self.L - 1, -F.softplus(b), mid))
 
     def log_prob(self, out, x):
         logw, mean, log_scale = self._split(out)  # (B, C, K, H, W)
         k = _levels(x, self.L).unsqueeze(2)
-        xv = k.float() / (self.L - 1) * 2 - 1
+        xv = from_levels(k, self.L)
         return torch.logsumexp(logw + self._log_bin(xv, k, mean, log_scale), 2).flatten(1).sum(1)
 
     def level_log_probs(self, out):
         logw, mean, log_scale = self._split(out)  # (B, C, K)
         k = torch.arange(self.L, device=out.device)
-        xv = k.float() / (self.L - 1) * 2 - 1
+        xv = from_levels(k, self.L)
         lp = self._log_bin(xv, k, mean[..., None], log_scale[..., None])  # (B, C, K, L)
         return torch.logsumexp(logw[..., None] + lp, 2)
 
 
 @dataclass
 class PixelCNNConfig:
-    hidden: int = 32  # channels of the masked convolutions (residual stream 2 x hidden); sized for a CPU
+    hidden: int = 32  # channels of each masked conv layer (pixelcnn's residual stream: 2 x hidden); sized for a CPU
     blocks: int = 6  # residual blocks after the first 7x7 type-A masked conv
     kernel: int = 3  # kernel of the masked convolutions after the first (odd)
     output: str = "auto"  # auto | softmax | logistic | bernoulli; auto: bernoulli for 2 levels, else logistic
@@ -162,9 +172,13 @@ class PixelCNN(GenerativeModel):
         return bpd, {"loss": bpd.detach(), "nll_bpd": bpd.detach()}
 
     @torch.no_grad()
+    @exact
     @evaluating
     def log_prob(self, x, y=None, **opts) -> torch.Tensor:
         """Exact log P(x) of discrete images, nats: (B, C, H, W) -> (B,)."""
+        if tuple(x.shape[1:]) != tuple(self.spec.shape):
+            raise GenlabError(f"this {self.kind} models {'x'.join(map(str, self.spec.shape))} images, got "
+                              f"{'x'.join(map(str, x.shape[1:]))}")
         x = x.to(self.device)
         if self.conditioning == "class" and y is None:
             raise GenlabError(f"this {self.kind} is conditional: give the labels of the images")
@@ -188,10 +202,8 @@ class PixelCNN(GenerativeModel):
             for i in range(H):
                 for j in range(W):
                     out = step.at(i, j) if step is not None else self.net(image, labels)[:, :, i, j]
-                    logp = self.out.level_log_probs(out) / options.temperature  # (n, C, L)
-                    cdf = torch.softmax(logp, -1).cumsum(-1)
-                    level = (cdf < u[:, :, i, j, None]).sum(-1).clamp(max=self.L - 1)
-                    image[:, :, i, j] = level.to(image.dtype) / (self.L - 1) * 2 - 1
+                    level = inverse_cdf(self.out.level_log_probs(out), u[:, :, i, j], options.temperature)
+                    image[:, :, i, j] = from_levels(level, self.L).to(image.dtype)
                 if tick:
                     tick(W)
         return image.clone(), {"nfe": float(H * W)}

@@ -24,8 +24,9 @@ from ..config import check
 from ..errors import GenlabError
 from ..nn.pixelcnn import GatedPixelCNN
 from ..nn.transformer import CausalTransformer
+from ..precision import exact
 from .base import GenerativeModel, evaluating, generator, progress_bar
-from .pixelcnn import PixelSampleOptions
+from .pixelcnn import PixelSampleOptions, inverse_cdf
 
 PRIORS = ("transformer", "pixelcnn")
 
@@ -50,7 +51,8 @@ class VQARConfig:
 
 @dataclass
 class VQARSampleOptions(PixelSampleOptions):
-    """temperature divides the logits of each code; cached applies to prior=pixelcnn."""
+    """temperature: each code's distribution raised to 1/T and renormalised (< 1 sharper); cached: prior=pixelcnn
+    only (the transformer re-runs on the codes so far)."""
 
 
 class VQAR(GenerativeModel):
@@ -101,6 +103,7 @@ class VQAR(GenerativeModel):
                           "bits_per_code": per_code.detach() / math.log(2)}
 
     @torch.no_grad()
+    @exact
     @evaluating
     def prior_nll(self, x, y=None) -> torch.Tensor:
         """-log p(codes of x) under the prior, nats per image: (B, C, H, W) -> (B,)."""
@@ -127,8 +130,7 @@ class VQAR(GenerativeModel):
                     logits = step.at(i, j)
                 else:
                     logits = self._logits(codes.view(n, h, w), labels)[:, t]
-                cdf = torch.softmax(logits.float() / options.temperature, -1).cumsum(-1)
-                codes[:, t] = (cdf < u[:, t, None]).sum(-1).clamp(max=self.K - 1)
+                codes[:, t] = inverse_cdf(torch.log_softmax(logits.float(), -1), u[:, t], options.temperature)
                 if step is not None:
                     step.image[:, :, i, j] = self.embed(codes[:, t])
                 if tick:

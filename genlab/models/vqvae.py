@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from ..config import check
 from ..errors import GenlabError
 from ..nn import ConvDecoder, ConvEncoder
+from ..precision import autocast_off, exact
 from .base import GenerativeModel, evaluating, generator
 
 
@@ -36,7 +37,7 @@ def _vector_quantize():
 
 @dataclass
 class VQVAEConfig:
-    channels: tuple[int, ...] = (64, 128)  # stride-2 conv stages: 28x28 images -> a 7x7 code grid with two
+    channels: tuple[int, ...] = (64, 128)  # stride-2 conv stages (two take 28x28 images to a 7x7 code grid)
     codebook_size: int = 256  # K codes
     code_dim: int = 32  # dimension of each code vector
     decay: float = 0.99  # EMA decay of the codebook (van den Oord et al. 2017, A.1)
@@ -91,9 +92,14 @@ class VQVAE(GenerativeModel):
 
     def _quantise(self, x):
         z = self.encoder(x)
-        with torch.autocast(z.device.type, enabled=False):  # distances to the codebook in float32
+        with autocast_off(z.device):  # distances to the codebook in float32
             q, codes, commit = self.vq(z.float())
         return q, codes, commit
+
+    @torch.no_grad()
+    def on_fit_start(self, x, y):
+        """k-means start of the codebook on the first batch's encodings (when kmeans_init)."""
+        self._quantise(x)
 
     def forward(self, x, y, phase="model", step=0):
         q, codes, commit = self._quantise(x)
@@ -111,16 +117,21 @@ class VQVAE(GenerativeModel):
 
     # ---- capabilities
     @torch.no_grad()
+    @exact
     @evaluating
     def encode(self, x, y=None) -> torch.Tensor:
-        """Images (B, C, H, W) -> code indices (B, h, w), long."""
+        """Images (B, C, H, W) -> code indices (B, h, w), long; float32 in every precision (a prior trained under
+        bf16 sees the codes it is scored on)."""
         return self._quantise(x.to(self.device))[1]
 
     @torch.no_grad()
     @evaluating
     def decode(self, codes, y=None) -> torch.Tensor:
         """Code indices (B, h, w) -> images (B, C, H, W)."""
-        q = self.vq.get_output_from_indices(codes.to(self.device).long())  # (B, d, h, w)
+        codes = torch.as_tensor(codes).long()
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.K):
+            raise GenlabError(f"codes must be in 0..{self.K - 1} (the codebook's size is {self.K})")
+        q = self.vq.get_output_from_indices(codes.to(self.device))  # (B, d, h, w)
         return self.in_range(self.decoder(q))
 
     def reconstruct(self, x, y=None) -> torch.Tensor:

@@ -8,7 +8,7 @@ as conditionally independent given the pixels before it). The plain PixelCNN has
 the right that its stacked masks never reach); the gated one does not: its vertical stack sees every row above
 and its horizontal stack the pixels to the left.
 
-Sampling draws one pixel at a time. `stepper(B, y)` gives the cached form (Ramachandran et al. 2017, "Fast
+Sampling draws one pixel at a time. `stepper(blank, y)` gives the cached form (Ramachandran et al. 2017, "Fast
 Generation for Convolutional Autoregressive Models"): every layer keeps its input map, and each new pixel computes
 each layer at that one position only (the gated vertical stack once per row) instead of re-running the whole
 network on the whole image, which gives the same outputs.
@@ -109,8 +109,9 @@ class PixelCNN(nn.Module):
             h = block(h)
         return self.head(h)
 
-    def stepper(self, x: torch.Tensor, y=None) -> _PlainStepper:
-        return _PlainStepper(self, x, y)
+    def stepper(self, blank: torch.Tensor, y=None) -> _PlainStepper:
+        """Cached raster-order evaluation for images shaped like `blank` (B, C, H, W; its values are not read)."""
+        return _PlainStepper(self, blank, y)
 
 
 class _PlainStepper:
@@ -180,8 +181,9 @@ class GatedPixelCNN(nn.Module):
             v, h = layer(v, h, y)
         return self.head(h)
 
-    def stepper(self, x: torch.Tensor, y=None) -> _GatedStepper:
-        return _GatedStepper(self, x, y)
+    def stepper(self, blank: torch.Tensor, y=None) -> _GatedStepper:
+        """Cached raster-order evaluation for images shaped like `blank` (B, C, H, W; its values are not read)."""
+        return _GatedStepper(self, blank, y)
 
 
 class _GatedStepper:
@@ -212,8 +214,8 @@ class _GatedStepper:
         self.row = r
 
     def at(self, i: int, j: int) -> torch.Tensor:
-        if i - 1 > self.row:
-            self._advance(i - 1)
+        while self.row < i - 1:  # raster order: every row above is final
+            self._advance(self.row + 1)
         h = None
         for k, (layer, (_, ch)) in enumerate(zip(self.net.layers, self.conds)):
             p, buf = layer.p, self.hbufs[k]

@@ -16,7 +16,8 @@ class SelfAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0, causal: bool = True):
         super().__init__()
-        assert dim % heads == 0, "dim must be divisible by heads"
+        if dim % heads:
+            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
         self.heads, self.causal, self.dropout = heads, causal, dropout
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -51,7 +52,7 @@ class CausalTransformer(nn.Module):
                  dropout: float = 0.0, classes: int = 0):
         super().__init__()
         self.tok = nn.Embedding(vocab, dim)
-        self.pos = nn.Parameter(torch.zeros(length, dim))
+        self.pos = nn.Parameter(torch.randn(length, dim) * 0.02)
         self.start = nn.Embedding(max(classes, 1), dim)  # the token before the first: per class if conditional
         self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(layers))
         self.ln = nn.LayerNorm(dim)

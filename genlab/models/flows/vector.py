@@ -149,6 +149,7 @@ class NSF(VectorFlow):
 @dataclass
 class VectorRealNVPConfig(MAFConfig):
     transforms: int = 8  # affine couplings, alternating which half of the features is transformed
+    hidden: tuple[int, ...] = (128, 128)  # widths of each coupling's MLP
 
 
 class VectorRealNVP(VectorFlow):
