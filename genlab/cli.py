@@ -68,11 +68,17 @@ def models(kind: str | None = typer.Argument(None, help="a kind: list its option
         c.print(t)
         return
     from .config import field_help
+    from .data.spec import DataSpec
     from .training.trainer import TrainConfig
 
     cls = model_class(kind)
     m = next(m for m in available() if m["kind"] == kind)
-    sections = ((f"{kind} options (--set key=value)", m["options"], cls.option_help(), ""),
+    forms = {"images": cls.for_data(DataSpec("x", "image", (1, 8, 8))),
+             "vectors": cls.for_data(DataSpec("x", "vector", (2,)))}
+    others = [(f"{kind} options on {data} (--set key=value)", form.option_defaults(), form.option_help(), "")
+              for data, form in forms.items() if form is not cls]  # a kind with a form per kind of data
+    sections = ((f"{kind} options{' on images' if others else ''} (--set key=value)", m["options"],
+                 cls.option_help(), ""), *others,
                 (f"{kind} sampling options (--opt key=value on sample and eval)", m["sample_options"],
                  field_help(cls.SampleOptions), ""),
                 ("training options (--set train.key=value; the kind may prefer other defaults)",
