@@ -75,7 +75,7 @@ def train_normflows(model, data, minutes: float, batch: int = 128, seed: int = 0
 def normflows_bpd(model, x: torch.Tensor, batch: int = 256) -> float:
     model.eval()
     D = x[0].numel()
-    total = sum(float(model.log_prob(to_unit(x[i:i + batch])).double().sum()) for i in range(0, len(x), batch))
+    total = sum(float(model.log_prob(to_unit(x[i:i + batch]), None).double().sum()) for i in range(0, len(x), batch))
     return -total / len(x) / (D * math.log(2)) + 8  # density on [0, 1)^D -> 256 bins per unit: + log2(256)
 
 
@@ -101,6 +101,7 @@ def main() -> None:
                            "bpd": nll["nll_bpd"]}
     print(json.dumps(rows["genlab glow"]))
     stats = train_normflows(peer, train_set, args.minutes)
+    print(json.dumps(stats))
     rows[f"normflows Glow (hidden {hidden})"] = {"params": params(peer), **stats,
                                                  "bpd": normflows_bpd(peer, test.x[:args.n_test])}
     print(json.dumps(rows))
