@@ -95,7 +95,7 @@ def main() -> None:
     peer = normflows_glow(hidden)
     rows = {}
     run = genlab.train(ours, train_set, minutes=args.minutes, batch_size=128, lr=1e-3, warmup_steps=200,
-                       out=args.out / "genlab", progress=False, precision="fp32")
+                       out=args.out / "genlab", overwrite=True, progress=False, precision="fp32")
     nll = likelihood(ours.eval(), test, n=args.n_test)
     rows["genlab glow"] = {"params": target, "steps": run.step, "images_per_s": run.history[-1]["images_per_s"],
                            "bpd": nll["nll_bpd"]}
