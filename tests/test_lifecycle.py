@@ -300,6 +300,9 @@ def test_the_first_signal_is_noted_and_the_second_stops_at_once():
             time.sleep(0.01)  # a handler that raises (KeyboardInterrupt) ends the wait at once
 
     before = signal.getsignal(signal.SIGINT)
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert signal.SIGINT not in blocked, f"SIGINT is blocked in the main thread: {sorted(blocked)}"
+    assert before is signal.default_int_handler, f"an earlier test left SIGINT's handler as {before!r}"
     with _StopSignals() as stop:
         send(signal.SIGTERM, lambda: stop.signum != 0)
         assert stop.signum == signal.SIGTERM  # noted: the loop saves a checkpoint at the end of its step
