@@ -130,6 +130,20 @@ def test_likelihood_is_float32_under_bf16_autocast(kind, digit_runs):
         assert torch.equal(model.log_prob(x), ref)
 
 
+@pytest.mark.parametrize("kind", ["realnvp", "glow"])
+def test_channels_last_layout_gives_the_same_density_and_inverse(kind, digit_runs):
+    model = genlab.load(digit_runs[kind])
+    x = RunDir.open(digit_runs[kind]).dataset("test").x[:32]
+    torch.manual_seed(5)
+    ref, codes = model.log_prob(x), model.encode(x)
+    model.to(memory_format=torch.channels_last)  # the layout the trainer and the protocol use for image flows
+    torch.manual_seed(5)
+    assert torch.allclose(model.log_prob(x.contiguous(memory_format=torch.channels_last)), ref, atol=1e-3)
+    assert torch.allclose(model.encode(x.contiguous(memory_format=torch.channels_last)), codes, atol=1e-4)
+    assert torch.allclose(model.decode(codes), model.to(memory_format=torch.contiguous_format).decode(codes),
+                          atol=1e-5)
+
+
 def test_bad_input_is_one_line():
     with pytest.raises(GenlabError, match="glow models images; moons is vector data"):
         genlab.create("glow", genlab.load_dataset("moons").spec)

@@ -233,7 +233,7 @@ class ImageFlow(Flow):
         return self._unlogit(self.flow_inverse(zs)).clamp(-1, 1)
 
     def channels_last(self, precision: str) -> bool:
-        return False  # squeezes and channel splits: the standard layout (not measured otherwise yet)
+        return True  # NHWC: a Glow step 1.1-1.25x faster, a RealNVP step 1.2x (batch 64-128, float32, 2 threads)
 
 
 class RealNVP(ImageFlow):
