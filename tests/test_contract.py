@@ -40,9 +40,22 @@ def _vqvae_run() -> Path:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _vae_run() -> Path:
+    """A small VAE run on digits with a 2 x 4 x 4 code map, for latent diffusion (ldm)."""
+    data = genlab.load_dataset("digits")
+    torch.manual_seed(0)
+    model = genlab.create("vae", data.spec, channels=(16,), latent_channels=2)
+    out = Path(tempfile.mkdtemp(prefix="genlab-contract-")) / "vae"
+    genlab.train(model, data, steps=5, batch_size=32, out=out, progress=False)
+    return out
+
+
 def _needs(kind: str) -> dict:
     if kind == "vq-ar":
         return {"vqvae": str(_vqvae_run()), "dim": 16, "layers": 1}
+    if kind == "ldm":
+        return {"first_stage": str(_vae_run()), "net.dim": 32, "net.depth": 1}
     return NEEDS.get(kind, {})
 
 

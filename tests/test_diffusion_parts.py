@@ -59,9 +59,10 @@ def test_every_denoiser_has_one_signature_and_takes_real_t(name):
 
 def test_unknown_names_list_the_registered_ones():
     spec = vector_spec()
-    assert "arch must be auto or one of unet, mlp, got 'dit'" in error_of(lambda: genlab.create("ddpm", spec,
-                                                                                                 arch="dit"))
-    assert "unknown denoiser 'dit': use one of unet, mlp" in error_of(lambda: denoiser_class("dit"))
+    assert "arch must be auto or one of unet, mlp, dit, got 'vit'" in error_of(lambda: genlab.create("ddpm", spec,
+                                                                                                      arch="vit"))
+    assert "unknown denoiser 'vit': use one of unet, mlp, dit" in error_of(lambda: denoiser_class("vit"))
+    assert "arch=dit needs image data" in error_of(lambda: genlab.create("ddpm", spec, net="dit"))
     for bad in (lambda: sampler_class("euler"), lambda: genlab.create("ddpm", spec, sampler="euler"),
                 lambda: genlab.create("ddpm", spec, **{"sampler.name": "euler"}),
                 lambda: genlab.create("ddpm", spec, hidden=(8,)).sample(2, sampler="euler")):

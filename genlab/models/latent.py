@@ -3,10 +3,12 @@ network construction (MLP or conv, optionally label-conditioned), interpolation 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..config import check
 from ..data.spec import DataSpec
@@ -24,9 +26,11 @@ class LatentConfig:
     channels: tuple[int, ...] = (32, 64)  # conv widths, one stride-2 stage each (the decoder mirrors them)
     act: str = "silu"  # activation: silu | relu | gelu | leaky_relu | tanh
     conditional: bool = False  # condition encoder and decoder on class labels (Sohn et al. 2015)
+    latent_channels: int = 0  # conv: a map of this many channels at H/2^n x W/2^n (sets latent_dim); 0: a vector
 
     def __post_init__(self):
         check(self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
+        check(self.latent_channels >= 0, f"latent_channels must be >= 0, got {self.latent_channels}")
         check(self.arch in ("auto", "mlp", "conv"), f"arch must be auto, mlp or conv, got '{self.arch}'")
         check(all(c >= 1 for c in self.channels) and len(self.channels) >= 1, "channels must be positive widths")
         check(all(h >= 1 for h in self.hidden), "hidden must be positive widths")
@@ -71,7 +75,10 @@ class LatentModel(GenerativeModel):
         self.n_cond = self._classes()
         arch = self._arch("conv")
         self.arch, self.out_factor = arch, out_factor
-        if arch == "conv":
+        self.latent_map: tuple[int, int, int] | None = None
+        if c.latent_channels:
+            self._latent_map(enc_out // c.latent_dim)
+        elif arch == "conv":
             ch, h, w = spec.shape
             self.encoder = ConvEncoder((ch + self.n_cond, h, w), c.channels, enc_out, c.act)
             self.decoder = ConvDecoder(c.latent_dim + self.n_cond, spec.shape, tuple(reversed(c.channels)),
@@ -79,6 +86,42 @@ class LatentModel(GenerativeModel):
         else:
             self.encoder = MLP(spec.dims + self.n_cond, c.hidden, enc_out, c.act)
             self.decoder = MLP(c.latent_dim + self.n_cond, tuple(reversed(c.hidden)), spec.dims * out_factor, c.act)
+
+    def _latent_map(self, factor: int) -> None:
+        """A spatial latent (Rombach et al. 2022's first stage): the encoder ends in a 1x1 conv to `factor` maps of
+        latent_channels (a VAE's means and log-variances), the decoder starts from the map; z is that map
+        flattened, so latent_dim becomes latent_channels * h * w."""
+        c = self.config
+        if self.arch != "conv":
+            raise GenlabError(f"latent_channels needs the conv arch (image data); this {self.kind} is arch={self.arch}")
+        if self.n_cond:
+            raise GenlabError("latent_channels and conditional=true do not combine yet: use a vector latent "
+                              "(latent_channels=0) for a conditional model")
+        f = 2 ** len(c.channels)
+        ch, H, W = self.spec.shape
+        self.latent_map = (c.latent_channels, H // f, W // f)
+        c.latent_dim = math.prod(self.latent_map)
+        self.encoder = nn.Sequential(ConvEncoder(self.spec.shape, c.channels, factor * c.latent_channels, c.act,
+                                                 spatial=True), nn.Flatten())
+        self.decoder = nn.Sequential(nn.Unflatten(1, self.latent_map),
+                                     ConvDecoder(c.latent_channels, self.spec.shape, tuple(reversed(c.channels)),
+                                                 ch * self.out_factor, c.act, spatial=True))
+
+    # ---- as the first stage of latent diffusion (ldm)
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """The shape of one code: (latent_channels, h, w) for a spatial latent, else (latent_dim,)."""
+        return self.latent_map or (self.config.latent_dim,)
+
+    @torch.no_grad()
+    def to_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """Images or vectors (B, *shape) -> codes (B, *latent_shape): `encode`, shaped."""
+        return self.encode(x).reshape(len(x), *self.latent_shape)
+
+    @torch.no_grad()
+    def from_latent(self, z: torch.Tensor) -> torch.Tensor:
+        """Codes (B, *latent_shape) -> data (B, *shape): `decode`."""
+        return self.decode(z.reshape(len(z), -1))
 
     def _onehot(self, y: torch.Tensor | None, n: int) -> torch.Tensor | None:
         if not self.n_cond:

@@ -137,6 +137,26 @@ class VQVAE(GenerativeModel):
     def reconstruct(self, x, y=None) -> torch.Tensor:
         return self.decode(self.encode(x))
 
+    # ---- as the first stage of latent diffusion (ldm): the encoder's output before quantisation
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        return (self.config.code_dim, *self.grid)
+
+    @torch.no_grad()
+    @evaluating
+    def to_latent(self, x) -> torch.Tensor:
+        """Images (B, C, H, W) -> the unquantised code map (B, code_dim, h, w)."""
+        return self.encoder(x.to(self.device)).float()
+
+    @torch.no_grad()
+    @evaluating
+    def from_latent(self, z) -> torch.Tensor:
+        """A code map (B, code_dim, h, w) -> images: each vector snapped to its nearest code, then decoded (the
+        quantiser as the first layer of the decoder, as Rombach et al. 2022's VQ-regularised first stage)."""
+        with autocast_off(z.device):
+            q = self.vq(z.float())[0]
+        return self.in_range(self.decoder(q))
+
     def code_frequencies(self) -> torch.Tensor:
         """How often each code was used in training (the EMA counts, normalised): (K,)."""
         counts = self.vq._codebook.cluster_size.flatten().clamp_min(0)

@@ -11,6 +11,7 @@ it needs images (`images_only`) and the learning rate it trains well with (`lr`)
 
 - `unet`: Ho et al. 2020's U-Net with Dhariwal & Nichol 2021's AdaGN scale-shift conditioning; images only.
 - `mlp`: an MLP on flattened x with Fourier features of each coordinate; any data.
+- `dit`: Peebles & Xie 2023's diffusion transformer on p x p patches, AdaLN-Zero (genlab.nn.dit); images only.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import nn
 from ..config import check, field_names, from_dict
 from ..errors import GenlabError
 from .blocks import ACTIVATIONS, Attention, activation, fourier_features, group_norm, zero_
+from .dit import DiT
 from .embeddings import CondEmbedding, Conditioning
 
 
@@ -175,7 +177,7 @@ class MLPDenoiser(nn.Module):
         return self.out(h).view(x.shape)
 
 
-DENOISERS: dict[str, type[nn.Module]] = {"unet": UNet, "mlp": MLPDenoiser}
+DENOISERS: dict[str, type[nn.Module]] = {"unet": UNet, "mlp": MLPDenoiser, "dit": DiT}
 
 
 def denoiser_class(name: str) -> type[nn.Module]:

@@ -1,6 +1,7 @@
 """Transformer blocks in the style of nanoGPT (Radford et al. 2019's pre-norm GPT-2 block): LayerNorm, multi-head
 self-attention (causal or not), LayerNorm, a 4x GELU MLP, each residual. `CausalTransformer` is a decoder-only
-model over token sequences (VQ-VAE codes in vq-ar); the blocks are the ones later families reuse."""
+model over token sequences (VQ-VAE codes in vq-ar); DiT (genlab.nn.dit) uses the same blocks with AdaLN-Zero
+conditioning (`Block(..., cond=d)`)."""
 
 from __future__ import annotations
 
@@ -30,18 +31,37 @@ class SelfAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(B, T, D))
 
 
-class Block(nn.Module):
-    """x + attn(ln(x)), then x + mlp(ln(x)): (B, T, D) -> (B, T, D)."""
+def modulate(h: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """AdaLN: h (B, T, D) shifted and scaled per example by (B, D) vectors."""
+    return h * (1 + scale[:, None]) + shift[:, None]
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0, causal: bool = True):
+
+class Block(nn.Module):
+    """x + attn(ln(x)), then x + mlp(ln(x)): (B, T, D) -> (B, T, D).
+
+    cond > 0: AdaLN-Zero (Peebles & Xie 2023, DiT §3.2): a vector c (B, cond) regresses the LayerNorms' shift and
+    scale and a gate on each residual branch, x + gate * attn(ln(x) * (1 + scale) + shift); the regression starts
+    at zero, so the block starts as the identity."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, causal: bool = True, cond: int = 0):
         super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        affine = not cond  # under AdaLN the shift and scale come from c
+        self.ln1, self.ln2 = nn.LayerNorm(dim, elementwise_affine=affine), nn.LayerNorm(dim, elementwise_affine=affine)
         self.attn = SelfAttention(dim, heads, dropout, causal)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), nn.Dropout(dropout))
+        self.ada = None
+        if cond:
+            self.ada = nn.Sequential(nn.SiLU(), nn.Linear(cond, 6 * dim))
+            nn.init.zeros_(self.ada[1].weight)
+            nn.init.zeros_(self.ada[1].bias)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
+    def forward(self, x, c=None):
+        if self.ada is None:
+            x = x + self.attn(self.ln1(x))
+            return x + self.mlp(self.ln2(x))
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=1)
+        x = x + gate1[:, None] * self.attn(modulate(self.ln1(x), shift1, scale1))
+        return x + gate2[:, None] * self.mlp(modulate(self.ln2(x), shift2, scale2))
 
 
 class CausalTransformer(nn.Module):

@@ -68,7 +68,7 @@ class DiffusionConfig:
     schedule: str = "cosine"  # linear | cosine | sigmoid
     target: str = "v"  # what the network predicts: eps | x0 | v (v: well-conditioned at every noise level)
     min_snr: float = 0.0  # Min-SNR-gamma weighting, gamma (5 in Hang et al. 2023); 0: plain MSE on the target
-    arch: str = "auto"  # the denoiser: auto (unet for images, mlp otherwise) | unet | mlp
+    arch: str = "auto"  # the denoiser: auto (unet for images, mlp otherwise) | unet | mlp | dit (also: --set net=dit)
     net: dict[str, Any] = field(default_factory=dict)  # the denoiser's options (genlab.nn.denoisers); unset: defaults
     conditional: bool = False  # class labels, with classifier-free guidance
     p_uncond: float = 0.1  # probability of dropping the label in training (Ho & Salimans 2022)
@@ -120,12 +120,25 @@ class DDPM(GenerativeModel):
         super().__init__(spec, config)
         c = config
         self._classes()  # conditional=true needs labelled data: one line if it has none
+        self.space = self.diffusion_space()
         self.conditioner = make_conditioner(self.conditioning, spec)
-        self.arch = resolve_arch(c.arch, spec)
-        options = denoiser_options(self.arch, c.net, where=self.kind)
+        self.arch = self.resolve_arch(c.arch)
+        options = denoiser_options(self.arch, self.net_options(c.net), where=self.kind)
         self.config = dataclasses.replace(c, net=dataclasses.asdict(options))  # all of them into config.json
-        self.net = build_denoiser(self.arch, spec.shape, options, self.conditioner.embedding())
+        self.net = build_denoiser(self.arch, self.space.shape, options, self.conditioner.embedding())
         self.schedule = NoiseSchedule(c.schedule, c.timesteps)
+        self.clip_x0 = c.clip and spec.is_image and self.space is spec  # predicted x0 clipped to the pixel range
+
+    def diffusion_space(self) -> DataSpec:
+        """What the diffusion runs on: the data itself (ldm: a first stage's latents)."""
+        return self.spec
+
+    def resolve_arch(self, arch: str) -> str:
+        return resolve_arch(arch, self.space)
+
+    def net_options(self, net: dict[str, Any]) -> dict[str, Any]:
+        """The denoiser's options as given (ldm fills in defaults that fit its latents)."""
+        return net
 
     @classmethod
     def upgrade_options(cls, spec: DataSpec, options: dict[str, Any]) -> dict[str, Any]:
@@ -133,13 +146,16 @@ class DDPM(GenerativeModel):
         wins): sampler=NAME, sample_steps, eta, guidance -> sampler.*; channels, mults, ..., act -> net.* where
         the chosen denoiser has that option. The other denoiser's flat options were always accepted and unused:
         they are still checked, then dropped."""
-        arch = options.get("arch", "auto")
+        net = options.get("net")
+        arch = options.get("arch", net if isinstance(net, str) else "auto")
         check_arch(arch)
         mine = denoiser_option_names(resolve_arch(arch, spec))
         out: dict[str, Any] = {}
         for key, value in options.items():
             if key == "sampler" and isinstance(value, str):
                 out["sampler.name"] = value
+            elif key == "net" and isinstance(value, str):  # net=dit names the denoiser, as arch=dit
+                out["arch"] = value
             elif key in LEGACY_SAMPLER:
                 out[f"sampler.{LEGACY_SAMPLER[key]}"] = value
             elif key in LEGACY_NET and key in mine:
@@ -154,7 +170,7 @@ class DDPM(GenerativeModel):
 
     @classmethod
     def option_help(cls) -> dict[str, str]:
-        out = field_help(DiffusionConfig)
+        out = field_help(cls.Config)
         for name in DENOISERS:
             for k, v in field_help(denoiser_class(name).Options).items():
                 out.setdefault(f"net.{k}", f"{name}: {v}")
@@ -165,7 +181,7 @@ class DDPM(GenerativeModel):
         """The config's options with their defaults, `net.*` for every denoiser (the arch picks which apply; an
         option two denoisers share shows the first one's default)."""
         out: dict[str, Any] = {}
-        for key, value in defaults(DiffusionConfig).items():
+        for key, value in defaults(cls.Config).items():
             if key != "net":
                 out[key] = value
                 continue
@@ -177,7 +193,7 @@ class DDPM(GenerativeModel):
     def channels_last(self, precision: str) -> bool:
         """The U-Net in bf16 runs 1.25x faster (training) and 1.3x (sampling) with its weights in the standard
         layout on CPU (docs/BENCHMARKS.md §18); in float32, channels-last as every conv net."""
-        return self.spec.is_image and not (precision == "bf16" and self.arch == "unet")
+        return self.space.is_image and not (precision == "bf16" and self.arch == "unet")
 
     def train_defaults(self) -> dict[str, Any]:
         return {"ema_decay": 0.999, "lr": denoiser_class(self.arch).lr, "warmup_steps": 200}
@@ -256,10 +272,10 @@ class DDPM(GenerativeModel):
         o = options
         labels, w, sampler, steps = self._options(labels, o.guidance, o.sampler, o.steps, o.eta, n)
         g = generator(seed)
-        x = torch.randn((n, *self.spec.shape), generator=g).to(self.device)
-        if self.spec.is_image:
+        x = torch.randn((n, *self.space.shape), generator=g).to(self.device)
+        if self.space.is_image:
             x = x.contiguous(memory_format=torch.channels_last)
-        denoise = self.denoiser(labels, w, self.config.clip and self.spec.is_image)
+        denoise = self.denoiser(labels, w, self.clip_x0)
         with progress_bar(progress, steps, f"{sampler.name} sampling") as tick:
             x = sample_loop(denoise, self.schedule, x, sampler, steps, g, progress=tick)
         return x, {"nfe": self._nfe(labels, w, steps)}
@@ -302,7 +318,7 @@ class DDPM(GenerativeModel):
             return hole * x_s + (1 - hole) * ref
 
         z = torch.randn(x.shape, generator=g).to(dev)
-        denoise = self.denoiser(labels, w, self.config.clip and self.spec.is_image)
+        denoise = self.denoiser(labels, w, self.clip_x0)
         with progress_bar(progress, steps, "inpainting") as tick:
             out = sample_loop(denoise, self.schedule, z, smp, steps, g, known=known, resample=resample,
                               progress=tick)
