@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call
 
 from ...config import check, defaults, field_help
 from ...data.spec import DataSpec
@@ -240,6 +241,21 @@ class DDPM(GenerativeModel):
             return x0, eps
 
         return denoise
+
+    def net_time(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Variance-exploding noise levels sigma = sigma_VP / alpha (B,) -> the denoiser's real timesteps u T - 1,
+        u in [0, 1] the continuous time with sigma_ve(u) = sigma (the integer t are the knots u = (t + 1) / T)."""
+        u = self.schedule.t_from_log_snr(-2 * torch.log(sigma.detach().double().cpu()))
+        return (u * self.schedule.steps - 1).to(device=sigma.device, dtype=torch.float32)
+
+    def denoised(self, x: torch.Tensor, sigma: torch.Tensor, cond: Any = None, params=None) -> torch.Tensor:
+        """D(x, sigma): the x_0 estimate from x = x_0 + sigma z (variance-exploding form, as Karras et al. 2022
+        and consistency models write it), sigma (B,); `params`: other weights for the denoiser (e.g. an EMA)."""
+        alpha = (1 / (1 + sigma.double() ** 2).sqrt()).view(-1, *[1] * (x.dim() - 1))
+        x_vp = x * alpha.to(x.dtype)
+        t = self.net_time(sigma)
+        pred = fp32(self.net(x_vp, t, cond) if params is None else functional_call(self.net, params, (x_vp, t, cond)))
+        return self.schedule.to_x0_eps(pred, x_vp, (alpha ** 2).to(x.dtype), self.config.target)[0]
 
     def _options(self, labels, guidance, sampler, steps, eta, n) -> tuple[Any, float, Sampler, int]:
         """Labels, guidance weight, the sampler object and its steps, each the model's default where None."""
