@@ -58,7 +58,7 @@ def teacher(tmp_path_factory):
     torch.manual_seed(0)
     model = genlab.create("ddpm", data.spec, **SMALL_UNET)
     path = tmp_path_factory.mktemp("cm") / "teacher"
-    genlab.train(model, data, steps=600, batch_size=64, out=path, progress=False, precision="fp32")
+    genlab.train(model, data, steps=400, batch_size=64, out=path, progress=False, precision="fp32")
     return path
 
 
@@ -76,9 +76,10 @@ def test_distillation_brings_one_step_samples_to_the_teachers_ode(teacher, tmp_p
     t = genlab.load(teacher)
     assert student.arch == t.arch and student.config.net == t.config.net  # built as the teacher, from its weights
     before = _gap_to_teacher(student.eval(), t)
-    run = genlab.train(student, data, steps=400, batch_size=64, out=tmp_path / "cd", progress=False,
+    run = genlab.train(student, data, steps=300, batch_size=64, out=tmp_path / "cd", progress=False,
                        precision="fp32")
     after = _gap_to_teacher(genlab.load(run.path), t)
+    print("gap to the teacher ODE", before, after)
     assert after < 0.6 * before, (before, after)
     s = genlab.load(run.path).generate(8, seed=0, steps=2)
     assert s.cost.nfe == 2 and s.x.shape == (8, 1, 8, 8) and torch.isfinite(s.x).all()
@@ -87,18 +88,19 @@ def test_distillation_brings_one_step_samples_to_the_teachers_ode(teacher, tmp_p
 def test_consistency_training_from_scratch_moves_samples_towards_the_data(tmp_path):
     data = genlab.load_dataset("digits")
     torch.manual_seed(0)
-    model = genlab.create("consistency", data.spec, ct_horizon=400, **SMALL_UNET)
+    model = genlab.create("consistency", data.spec, ct_horizon=300, **SMALL_UNET)
 
     def nearest(m):  # mean distance of one-step samples to their nearest training image
         s = m.sample(64, seed=1, steps=1).flatten(1)
         return float(torch.cdist(s, data.x.flatten(1)).min(1).values.mean())
 
     before = nearest(model.eval())
-    run = genlab.train(model, data, steps=500, batch_size=64, out=tmp_path / "ct", progress=False,
+    run = genlab.train(model, data, steps=400, batch_size=64, out=tmp_path / "ct", progress=False,
                        precision="fp32")
     assert run.history[-1]["levels"] == 151.0  # N grew from 2 to s1 + 1 over the horizon
     after = nearest(genlab.load(run.path))
-    assert after < 0.7 * before, (before, after)  # measured: 6.09 (grey images at the start) -> 3.93
+    print("nearest-image distance of one-step samples", before, after)
+    assert after < 0.7 * before, (before, after)  # grey images at the start
 
 
 def test_errors_are_one_line(teacher, tmp_path):
