@@ -17,13 +17,10 @@ import time
 from pathlib import Path
 
 import torch
+from latent_diffusion import rounded  # benchmarks/ is on the path when run as a script
 
 import genlab
 from genlab.metrics.protocol import draw_samples, evaluate_samples
-
-
-def rounded(metrics: dict) -> dict:
-    return {k: v if v is None else round(v, 4) for k, v in metrics.items()}
 
 
 def score(model, n: int, **opts) -> dict:
