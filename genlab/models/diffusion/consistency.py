@@ -27,11 +27,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from ...config import check
 from ...errors import GenlabError
+from ...io import read_json
 from ..base import GenerativeModel, generator, progress_bar
 from .model import DDPM, DiffusionConfig, SamplerDefaults
 
@@ -81,16 +83,14 @@ class Consistency(DDPM):
 
     def __init__(self, spec, config: ConsistencyConfig):
         if config.teacher:  # CD: the student is built as the teacher (its denoiser, target, schedule, classes)
-            from .. import load_model
-
-            try:
-                teacher = load_model(config.teacher)
+            try:  # its config only: the weights are loaded once, below, as a frozen component
+                meta = read_json(Path(config.teacher).expanduser() / "config.json")
             except GenlabError as e:
                 raise GenlabError(f"teacher={config.teacher} cannot be loaded: {e}") from None
-            if type(teacher) is not DDPM:
+            if meta.get("kind") != DDPM.kind:
                 raise GenlabError(f"consistency distillation needs a ddpm teacher; {config.teacher} is a "
-                                  f"{teacher.kind} run")
-            config = dataclasses.replace(config, **{k: getattr(teacher.config, k) for k in INHERITED})
+                                  f"{meta.get('kind')} run")
+            config = dataclasses.replace(config, **{k: meta["config"][k] for k in INHERITED})
         super().__init__(spec, config)
         self.sigma_max = min(self.config.sigma_max, float(self.schedule.sigma_ve(1.0)) * 0.999)
         if self.config.teacher:
