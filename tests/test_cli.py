@@ -108,7 +108,7 @@ def test_unconditional_model_rejects_labels(cli, tmp_path):
     out = tmp_path / "ae"
     assert cli("train", "ae", "--data", "digits", *FAST, "--out", out)[0] == 0
     one_line_error(*cli("sample", out, "--label", "1")[::2], "is unconditional")
-    one_line_error(*cli("sample", out, "--prompt", "a cat")[::2], "takes no text prompt")
+    one_line_error(*cli("sample", out, "--prompt", "a cat")[::2], "takes no prompt")
 
 
 def test_eval_bad_inputs(cli, vae_run, tmp_path):
@@ -118,7 +118,7 @@ def test_eval_bad_inputs(cli, vae_run, tmp_path):
     ae = tmp_path / "ae"
     assert cli("train", "ae", "--data", "digits", *FAST, "--out", ae)[0] == 0
     one_line_error(*cli("eval", ae, "--metrics", "nll")[::2], "ae has no log_prob")
-    one_line_error(*cli("eval", ae, "--metrics", "cls_acc")[::2], "needs a class-conditional model")
+    one_line_error(*cli("eval", ae, "--metrics", "cls_acc")[::2], "needs a class- or text-conditional model")
     one_line_error(*cli("eval", tmp_path / "nowhere")[::2], "is not a genlab run")
 
 

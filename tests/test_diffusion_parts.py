@@ -67,7 +67,7 @@ def test_unknown_names_list_the_registered_ones():
                 lambda: genlab.create("ddpm", spec, **{"sampler.name": "euler"}),
                 lambda: genlab.create("ddpm", spec, hidden=(8,)).sample(2, sampler="euler")):
         assert "unknown sampler 'euler': use one of ddpm, ddim, dpm++" in error_of(bad)
-    assert "use one of none, class" in error_of(lambda: make_conditioner("text", spec))
+    assert "use one of none, class, text" in error_of(lambda: make_conditioner("audio", spec))
     assert "arch=unet needs image data; gauss is vector data: use arch=mlp" in error_of(
         lambda: genlab.create("ddpm", spec, arch="unet"))
 
@@ -102,7 +102,7 @@ def test_dpm_solver_keeps_the_last_x0_of_the_previous_timestep():
 def test_class_conditioner_null_and_dropout():
     spec = vector_spec(classes=4)
     c, none = make_conditioner("class", spec), make_conditioner("none", spec)
-    assert set(CONDITIONERS) == {"none", "class"}
+    assert set(CONDITIONERS) == {"none", "class", "text"}
     y = torch.tensor([0, 3, 2, 1])
     assert torch.equal(c(y), y) and torch.equal(c.null(y), torch.full_like(y, 4))
     assert torch.equal(c.drop(y, 0.0), y) and torch.equal(c.drop(y, 1.0), torch.full_like(y, 4))

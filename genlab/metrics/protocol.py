@@ -80,8 +80,8 @@ def applicable(spec, model=None) -> list[str]:
     names = ["fid", "kid", "pr", "dc"]
     if spec.is_image:
         names += ["is", "memorization", "sharpness"]
-        if model is not None and model.conditioning == "class":
-            names.append("cls_acc")
+        if model is not None and model.conditioning in ("class", "text"):
+            names.append("cls_acc")  # text: samples drawn with each class's caption
     if spec.name in MIXTURES:
         names.append("modes")
     if model is not None and "log_prob" in model.capabilities:
@@ -181,13 +181,14 @@ def likelihood(model, dataset, k: int = 100, n: int | None = None, batch_size: i
 
 @torch.no_grad()
 def draw_samples(model, n: int, seed: int = 0, batch_size: int | None = None, precision: str = "auto", **opts):
-    """n samples in batches (balanced labels for class-conditional models) -> Samples (x on the CPU, labels, the
-    cost per sample over all batches). opts are the model's sampling options (`genlab models` lists them);
+    """n samples in batches (balanced labels for class- and text-conditional models) -> Samples (x on the CPU,
+    labels, the cost per sample over all batches). opts are the model's sampling options (`genlab models` lists them);
     batch_size defaults to the model's choice for them; precision: what the networks run in (genlab.precision)."""
     from ..models.base import Cost, Samples
     from ..precision import resolve
 
-    labels = torch.arange(n) % model.spec.num_classes if model.conditioning == "class" else None
+    by_class = model.conditioning == "class" or (model.conditioning == "text" and opts.get("prompt") is None)
+    labels = torch.arange(n) % model.spec.num_classes if by_class else None  # text: each class's caption
     batch_size = batch_size or model.sample_batch_size(n, model.sample_options(**opts))
     chunks, cost = [], Cost(nfe=0.0, candidates=0.0)
     for i, start in enumerate(range(0, n, batch_size)):
@@ -229,8 +230,8 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
     for m in names:
         if m == "nll" and "log_prob" not in model.capabilities:
             raise GenlabError(f"{model.kind} has no log_prob, so no nll; `genlab models` lists those with it")
-        if m == "cls_acc" and model.conditioning != "class":
-            raise GenlabError(f"cls_acc needs a class-conditional model; this {model.kind} is unconditional")
+        if m == "cls_acc" and model.conditioning not in ("class", "text"):
+            raise GenlabError(f"cls_acc needs a class- or text-conditional model; this {model.kind} is unconditional")
     if n is not None and n < 2:
         raise GenlabError(f"--n must be >= 2 samples, got {n}")
     t0 = time.perf_counter()

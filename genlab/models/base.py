@@ -305,8 +305,10 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         if memory and need > memory // 2:
             raise GenlabError(f"{n:,} samples of {self.spec.dims:,} values need {need / 2**30:,.1f} GiB, more than "
                               f"half of this machine's {memory / 2**30:.0f} GiB; draw fewer at a time")
+        if prompt is not None and "prompt" in self.sample_option_defaults():
+            opts = {**opts, "prompt": prompt}
         options = self.sample_options(**opts)
-        labels = self.check_conditioning(n, labels, prompt)
+        labels = self.check_conditioning(n, labels, getattr(options, "prompt", prompt))
         precision = resolve(precision, self.device)[0]
         t0 = time.perf_counter()
         with autocast(precision, self.device):
@@ -331,15 +333,20 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         """(samples, cost) for validated labels and options; cost: {"nfe": ..., "candidates": ...} per sample."""
 
     def check_conditioning(self, n: int, labels, prompt: str | None) -> torch.Tensor | None:
-        """Validate sampling conditions; labels -> (n,) long tensor on the model's device, or None."""
+        """Validate sampling conditions; labels -> (n,) long tensor on the model's device, or None. Text models
+        take a prompt, or labels (drawn with their class's caption); with a prompt, labels are only recorded."""
         if prompt is not None and self.conditioning != "text":
-            raise GenlabError(f"{self.kind} takes no text prompt; prompts need a text-conditioned model")
-        conditional = self.conditioning == "class"
+            from . import REGISTRY
+
+            kinds = ", ".join(k for k, c in REGISTRY.items() if "text" in defaults(c.Config))
+            raise GenlabError(f"this {self.kind} was trained without text, so it takes no prompt; prompts need a "
+                              f"model trained with --set text=minilm ({kinds})")
+        conditional = self.conditioning == "class" or (self.conditioning == "text" and prompt is None)
         if labels is None:
             if not conditional:
                 return None
             labels = torch.arange(n) % self.spec.num_classes  # every class in turn
-        elif not conditional:
+        elif self.conditioning == "none":
             raise GenlabError(f"this {self.kind} is unconditional; labels need a model trained with "
                               "--set conditional=true on labelled data")
         labels = torch.as_tensor(labels).long().reshape(-1)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import GenlabError
+from .transformer import CrossAttention
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "gelu": nn.GELU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU,
                "none": nn.Identity}
@@ -123,6 +124,20 @@ class Attention(nn.Module):
         qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2)
         out = F.scaled_dot_product_attention(qkv[:, 0], qkv[:, 1], qkv[:, 2])  # (b, heads, hw, d)
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class SpatialCrossAttention(nn.Module):
+    """The H*W positions of a feature map attend to a prompt's tokens (genlab.nn.transformer.CrossAttention),
+    residual: (B, C, H, W), TextCond -> (B, C, H, W); an all-masked prompt leaves x unchanged."""
+
+    def __init__(self, c: int, context: int, head_dim: int = 32):
+        super().__init__()
+        self.norm, self.attn = group_norm(c), CrossAttention(c, context, max(1, c // head_dim))
+
+    def forward(self, x: torch.Tensor, text) -> torch.Tensor:
+        b, c, h, w = x.shape
+        out = self.attn(self.norm(x).flatten(2).transpose(1, 2), text.tokens, text.mask)  # (b, hw, c)
+        return x + out.transpose(1, 2).reshape(b, c, h, w)
 
 
 def n_params(module: nn.Module) -> int:

@@ -1,13 +1,14 @@
 """Denoising networks, one signature for all: `net(x, t, cond) -> prediction` shaped like x.
 
 x: (B, *shape) noisy data; t: (B,) integer timesteps or real noise levels (the sinusoidal embedding takes
-both); cond: what the conditioner produced (class labels, None when unconditional). Like diffusers'
-`UNet2DModel`, a denoiser knows nothing of the noise schedule: what its output means (eps, x0 or v) is the
-diffusion process's business.
+both); cond: what the conditioner produced (class labels, a TextCond of prompt tokens; None: unconditional).
+Like diffusers' `UNet2DModel`, a denoiser knows nothing of the noise schedule: what its output means (eps, x0
+or v) is the diffusion process's business.
 
 `DENOISERS` names them; each entry declares its options dataclass (`Options`, checked like configs), whether
 it needs images (`images_only`) and the learning rate it trains well with (`lr`). Build one with
-`build_denoiser(name, shape, options, cond_embedding)`.
+`build_denoiser(name, shape, options, cond_embedding, context)`; `context` > 0 (text-conditioned models, the
+prompt tokens' width) adds cross-attention to the prompt (Rombach et al. 2022), where the denoiser supports it.
 
 - `unet`: Ho et al. 2020's U-Net with Dhariwal & Nichol 2021's AdaGN scale-shift conditioning; images only.
 - `mlp`: an MLP on flattened x with Fourier features of each coordinate; any data.
@@ -26,7 +27,7 @@ from torch import nn
 
 from ..config import check, field_names, from_dict
 from ..errors import GenlabError
-from .blocks import ACTIVATIONS, Attention, activation, fourier_features, group_norm, zero_
+from .blocks import ACTIVATIONS, Attention, SpatialCrossAttention, activation, fourier_features, group_norm, zero_
 from .dit import DiT
 from .embeddings import CondEmbedding, Conditioning
 
@@ -80,14 +81,15 @@ class ResBlock(nn.Module):
 class UNet(nn.Module):
     """(B, C, H, W), t (B,), cond -> (B, C, H, W). One level per entry of `mults` (widths channels * mult),
     `res_blocks` residual blocks per level, stride-2 conv down / nearest-neighbour up between levels,
-    self-attention at the resolutions listed in `attention` and in the middle."""
+    self-attention at the resolutions listed in `attention` and in the middle. With a `context` (prompts),
+    cross-attention to the prompt's tokens after every residual block below full resolution and in the middle."""
 
     Options: ClassVar[type] = UNetOptions
     images_only: ClassVar[bool] = True
     lr: ClassVar[float] = 2e-4
 
     def __init__(self, shape: tuple[int, ...], options: UNetOptions | None = None,
-                 cond_embedding: CondEmbedding | None = None):
+                 cond_embedding: CondEmbedding | None = None, context: int = 0):
         super().__init__()
         o = options or UNetOptions()
         channels, mults, dropout = o.channels, tuple(o.mults), o.dropout
@@ -97,22 +99,26 @@ class UNet(nn.Module):
                               f"use fewer levels (--set net.mults=...) or resize the data")
         d_emb = 4 * channels
         self.cond = Conditioning(channels, d_emb, cond_embedding)
+        self.context = context
         self.inp = nn.Conv2d(c_img, channels, 3, padding=1)
         self.down, skips, c, res = nn.ModuleList(), [channels], channels, h
         for i, m in enumerate(mults):
             for _ in range(o.res_blocks):
-                self.down.append(self._level_block(c, channels * m, d_emb, dropout, res in o.attention))
+                self.down.append(self._level_block(c, channels * m, d_emb, dropout, res in o.attention,
+                                                   context if res < h else 0))
                 c = channels * m
                 skips.append(c)
             if i < len(mults) - 1:
                 self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
                 skips.append(c)
                 res //= 2
-        self.mid = nn.ModuleList([ResBlock(c, c, d_emb, dropout), Attention(c), ResBlock(c, c, d_emb, dropout)])
+        self.mid = nn.ModuleList([ResBlock(c, c, d_emb, dropout), Attention(c), ResBlock(c, c, d_emb, dropout),
+                                  *([SpatialCrossAttention(c, context)] if context else [])])  # runs after Attention
         self.up = nn.ModuleList()
         for i, m in reversed(list(enumerate(mults))):
             for _ in range(o.res_blocks + 1):
-                self.up.append(self._level_block(c + skips.pop(), channels * m, d_emb, dropout, res in o.attention))
+                self.up.append(self._level_block(c + skips.pop(), channels * m, d_emb, dropout, res in o.attention,
+                                                 context if res < h else 0))
                 c = channels * m
             if i > 0:
                 self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
@@ -121,28 +127,39 @@ class UNet(nn.Module):
         self.out = nn.Sequential(group_norm(c), nn.SiLU(), zero_(nn.Conv2d(c, c_img, 3, padding=1)))
 
     @staticmethod
-    def _level_block(c_in, c_out, d_emb, dropout, attn: bool) -> nn.ModuleList:
-        return nn.ModuleList([ResBlock(c_in, c_out, d_emb, dropout)] + ([Attention(c_out)] if attn else []))
+    def _level_block(c_in, c_out, d_emb, dropout, attn: bool, context: int) -> nn.ModuleList:
+        """ResBlock, then self-attention if `attn`, then cross-attention to prompts of width `context` if > 0."""
+        return nn.ModuleList([ResBlock(c_in, c_out, d_emb, dropout)] + ([Attention(c_out)] if attn else [])
+                             + ([SpatialCrossAttention(c_out, context)] if context else []))
 
     @staticmethod
-    def _run(block: nn.Module, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        if isinstance(block, nn.ModuleList):  # ResBlock (+ Attention)
-            h = block[0](h, emb)
-            return block[1](h) if len(block) > 1 else h
-        return block(h)  # down- or up-sampling
+    def _run(block: nn.Module, h: torch.Tensor, emb: torch.Tensor, text) -> torch.Tensor:
+        if not isinstance(block, nn.ModuleList):
+            return block(h)  # down- or up-sampling
+        h = block[0](h, emb)  # ResBlock, then Attention and/or SpatialCrossAttention
+        for layer in block[1:]:
+            if isinstance(layer, SpatialCrossAttention):
+                h = layer(h, text) if text is not None else h
+            else:
+                h = layer(h)
+        return h
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Any = None) -> torch.Tensor:
         emb = self.cond(t, cond)
+        text = cond if self.context else None
         h = self.inp(x)
         hs = [h]
         for block in self.down:
-            h = self._run(block, h, emb)
+            h = self._run(block, h, emb, text)
             hs.append(h)
-        h = self.mid[2](self.mid[1](self.mid[0](h, emb)), emb)
+        h = self.mid[1](self.mid[0](h, emb))
+        if len(self.mid) > 3 and text is not None:
+            h = self.mid[3](h, text)
+        h = self.mid[2](h, emb)
         for block in self.up:
             if isinstance(block, nn.ModuleList):
                 h = torch.cat([h, hs.pop()], dim=1)
-            h = self._run(block, h, emb)
+            h = self._run(block, h, emb, text)
         return self.out(h)
 
 
@@ -155,8 +172,10 @@ class MLPDenoiser(nn.Module):
     lr: ClassVar[float] = 1e-3
 
     def __init__(self, shape: tuple[int, ...], options: MLPOptions | None = None,
-                 cond_embedding: CondEmbedding | None = None):
+                 cond_embedding: CondEmbedding | None = None, context: int = 0):
         super().__init__()
+        if context:
+            raise GenlabError("the mlp denoiser has no cross-attention for prompts: use arch=unet or arch=dit")
         o = options or MLPOptions()
         d, hidden = math.prod(shape), tuple(o.hidden)
         d_emb = hidden[0]
@@ -197,10 +216,11 @@ def denoiser_option_names(name: str) -> list[str]:
 
 
 def build_denoiser(name: str, shape: tuple[int, ...], options: Any = None,
-                   cond_embedding: CondEmbedding | None = None) -> nn.Module:
-    """Denoiser `name` for data of `shape` (without the batch), with its options (a dataclass or a dict) and
-    the conditioner's embedding factory (None: unconditional)."""
+                   cond_embedding: CondEmbedding | None = None, context: int = 0) -> nn.Module:
+    """Denoiser `name` for data of `shape` (without the batch), with its options (a dataclass or a dict), the
+    conditioner's embedding factory (None: unconditional) and the width of prompt tokens to cross-attend to
+    (0: none)."""
     cls = denoiser_class(name)
     if not isinstance(options, cls.Options):
         options = denoiser_options(name, options)
-    return cls(tuple(shape), options, cond_embedding)
+    return cls(tuple(shape), options, cond_embedding, context)

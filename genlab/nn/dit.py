@@ -1,6 +1,7 @@
 """DiT (Peebles & Xie 2023, "Scalable Diffusion Models with Transformers"): the image cut into p x p patches, each
-a token; transformer blocks with AdaLN-Zero conditioning on the noise level and the class; a linear layer back to
-patches. The blocks are genlab.nn.transformer's (the VQ-AR prior's), non-causal and with `cond` set.
+a token; transformer blocks with AdaLN-Zero conditioning on the noise level and the class (or a pooled prompt, whose
+tokens also enter every block through cross-attention, as in PixArt-alpha); a linear layer back to patches. The
+blocks are genlab.nn.transformer's (the VQ-AR prior's), non-causal and with `cond` set.
 
     net = DiT((1, 28, 28), DiTOptions(patch=2, dim=128, depth=6))   # 196 tokens of 128
     eps = net(x, t, labels)                                           # (B, 1, 28, 28)
@@ -73,7 +74,7 @@ class DiT(nn.Module):
     lr: ClassVar[float] = 3e-4
 
     def __init__(self, shape: tuple[int, ...], options: DiTOptions | None = None,
-                 cond_embedding: CondEmbedding | None = None):
+                 cond_embedding: CondEmbedding | None = None, context: int = 0):
         super().__init__()
         o = options or DiTOptions()
         C, H, W = shape
@@ -85,23 +86,29 @@ class DiT(nn.Module):
         self.embed = nn.Linear(p * p * C, o.dim)  # a p x p stride-p convolution, written on patches
         self.register_buffer("pos", sincos_2d(o.dim, H // p, W // p), persistent=False)
         self.cond = Conditioning(o.dim, o.dim, cond_embedding)
-        self.blocks = nn.ModuleList(Block(o.dim, o.heads, causal=False, cond=o.dim) for _ in range(o.depth))
+        self.context = context
+        self.blocks = nn.ModuleList(Block(o.dim, o.heads, causal=False, cond=o.dim, context=context)
+                                    for _ in range(o.depth))
         self.norm = nn.LayerNorm(o.dim, elementwise_affine=False)
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(o.dim, 2 * o.dim))
         self.out = nn.Linear(o.dim, p * p * C)
         for m in self.modules():  # DiT's init: Xavier-uniform linear layers, zero biases
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-        for block in self.blocks:  # AdaLN-Zero: every modulation starts at zero
+                if m.bias is not None:  # (the pooled prompt's projection has none)
+                    nn.init.zeros_(m.bias)
+        for block in self.blocks:  # AdaLN-Zero: every modulation starts at zero (and cross-attention's output)
             nn.init.zeros_(block.ada[1].weight)
+            if block.cross is not None:
+                nn.init.zeros_(block.cross.proj.weight)
         for layer in (self.ada[1], self.out):
             nn.init.zeros_(layer.weight)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, cond: Any = None) -> torch.Tensor:
         c = self.cond(t, cond)
+        text = cond if self.context else None
         h = self.embed(patchify(x, self.patch)) + self.pos
         for block in self.blocks:
-            h = block(h, c)
+            h = block(h, c, text)
         shift, scale = self.ada(c).chunk(2, dim=1)
         return unpatchify(self.out(modulate(self.norm(h), shift, scale)), self.patch, self.shape)

@@ -1,14 +1,17 @@
-"""Embeddings of what a denoiser is conditioned on: the noise level t and the condition (a class today).
+"""Embeddings of what a denoiser is conditioned on: the noise level t and the condition (a class or a prompt).
 
 A denoiser turns (t, cond) into one vector per example, `Conditioning`, and adds it inside every block. How
 `cond` is embedded is the conditioner's business: it hands the denoiser a factory `width -> nn.Module` (for
-classes, `ClassEmbedding`), so the embedding's size follows the denoiser while its meaning follows the data.
+classes, `ClassEmbedding`; for prompts, `PooledText`), so the embedding's size follows the denoiser while its
+meaning follows the data. A prompt's tokens also enter the denoiser through cross-attention
+(genlab.nn.transformer.CrossAttention).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -34,10 +37,31 @@ class ClassEmbedding(nn.Embedding):
         super().__init__(num_classes + 1, d)
 
 
+class TextCond(NamedTuple):
+    """A batch of encoded prompts: tokens (B, L, d) and mask (B, L), True where a token is."""
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+
+
+class PooledText(nn.Module):
+    """Prompts -> (B, d): the mean of the unmasked tokens, L2-normalised (as sentence-transformers pools a
+    sentence), times a bias-free linear map; an all-masked prompt gives exactly 0."""
+
+    def __init__(self, d_text: int, d: int):
+        super().__init__()
+        self.proj = nn.Linear(d_text, d, bias=False)
+
+    def forward(self, cond: TextCond) -> torch.Tensor:
+        m = cond.mask.to(cond.tokens.dtype)[..., None]
+        mean = (cond.tokens * m).sum(1) / m.sum(1).clamp(min=1)
+        return self.proj(F.normalize(mean, dim=-1) * mean.shape[-1] ** 0.5)
+
+
 class Conditioning(nn.Module):
     """(t, cond) -> (B, d_emb): sinusoidal t (integer timesteps or real noise levels) through a 2-layer MLP, plus
-    the embedding of cond where the denoiser is conditional. The attribute names (`mlp`, `label`) are those of
-    saved weights."""
+    the embedding of cond where the denoiser is conditional and cond is given (cond None: the unconditional path).
+    The attribute names (`mlp`, `label`) are those of saved weights."""
 
     def __init__(self, d_base: int, d_emb: int, cond_embedding: CondEmbedding | None = None):
         super().__init__()
@@ -47,6 +71,6 @@ class Conditioning(nn.Module):
 
     def forward(self, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         emb = self.mlp(timestep_embedding(t, self.d_base))
-        if self.label is not None:
+        if self.label is not None and cond is not None:
             emb = emb + self.label(cond)
         return emb

@@ -1,7 +1,7 @@
 """Transformer blocks in the style of nanoGPT (Radford et al. 2019's pre-norm GPT-2 block): LayerNorm, multi-head
 self-attention (causal or not), LayerNorm, a 4x GELU MLP, each residual. `CausalTransformer` is a decoder-only
 model over token sequences (VQ-VAE codes in vq-ar); DiT (genlab.nn.dit) uses the same blocks with AdaLN-Zero
-conditioning (`Block(..., cond=d)`)."""
+conditioning (`Block(..., cond=d)`) and, for prompts, cross-attention to the prompt's tokens (`context=d_text`)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,32 @@ class SelfAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(B, T, D))
 
 
+class CrossAttention(nn.Module):
+    """Queries x (B, T, D) attend to a context (B, L, d_ctx), LayerNorm-ed, where mask (B, L) is True -> (B, T, D).
+    An example whose context is all masked gets exactly 0 (its queries attend to nothing), so x + cross(x) is
+    then x: the unconditional path. The output projection starts at zero, so the layer starts as a no-op."""
+
+    def __init__(self, dim: int, context: int, heads: int):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
+        self.heads = heads
+        self.norm = nn.LayerNorm(context)
+        self.q, self.kv, self.proj = nn.Linear(dim, dim), nn.Linear(context, 2 * dim), nn.Linear(dim, dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        h = self.heads
+        q = self.q(x).view(B, T, h, D // h).transpose(1, 2)
+        k, v = self.kv(self.norm(context.to(x.dtype))).view(B, -1, 2, h, D // h).permute(2, 0, 3, 1, 4)
+        some = mask.any(1)
+        allowed = (mask | ~some[:, None])[:, None, None, :]  # an all-masked row attends everywhere, then is zeroed
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        return self.proj(out.transpose(1, 2).reshape(B, T, D)) * some[:, None, None].to(x.dtype)
+
+
 def modulate(h: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """AdaLN: h (B, T, D) shifted and scaled per example by (B, D) vectors."""
     return h * (1 + scale[:, None]) + shift[:, None]
@@ -41,9 +67,12 @@ class Block(nn.Module):
 
     cond > 0: AdaLN-Zero (Peebles & Xie 2023, DiT §3.2): a vector c (B, cond) regresses the LayerNorms' shift and
     scale and a gate on each residual branch, x + gate * attn(ln(x) * (1 + scale) + shift); the regression starts
-    at zero, so the block starts as the identity."""
+    at zero, so the block starts as the identity.
+    context > 0: between attention and MLP, x + cross(ln(x), tokens, mask), cross-attention to a prompt's tokens of
+    width `context` (as PixArt-alpha adds it to DiT blocks; Chen et al. 2023), also starting at zero."""
 
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0, causal: bool = True, cond: int = 0):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, causal: bool = True, cond: int = 0,
+                 context: int = 0):
         super().__init__()
         affine = not cond  # under AdaLN the shift and scale come from c
         self.ln1, self.ln2 = nn.LayerNorm(dim, elementwise_affine=affine), nn.LayerNorm(dim, elementwise_affine=affine)
@@ -54,13 +83,20 @@ class Block(nn.Module):
             self.ada = nn.Sequential(nn.SiLU(), nn.Linear(cond, 6 * dim))
             nn.init.zeros_(self.ada[1].weight)
             nn.init.zeros_(self.ada[1].bias)
+        self.cross = None
+        if context:
+            self.ln3, self.cross = nn.LayerNorm(dim), CrossAttention(dim, context, heads)
 
-    def forward(self, x, c=None):
+    def _cross(self, x, text):
+        """The cross-attention residual where the block has one and a prompt is given (text: a TextCond)."""
+        return x if self.cross is None or text is None else x + self.cross(self.ln3(x), text.tokens, text.mask)
+
+    def forward(self, x, c=None, text=None):
         if self.ada is None:
-            x = x + self.attn(self.ln1(x))
+            x = self._cross(x + self.attn(self.ln1(x)), text)
             return x + self.mlp(self.ln2(x))
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=1)
-        x = x + gate1[:, None] * self.attn(modulate(self.ln1(x), shift1, scale1))
+        x = self._cross(x + gate1[:, None] * self.attn(modulate(self.ln1(x), shift1, scale1)), text)
         return x + gate2[:, None] * self.mlp(modulate(self.ln2(x), shift2, scale2))
 
 

@@ -1,10 +1,11 @@
 """Conditioners: what samples are conditioned on, turned into the denoiser's `cond`.
 
 A conditioner names the kind of condition (`CONDITIONERS`, keyed like a model's `conditioning` declaration:
-none | class), turns labels into `cond`, gives the null condition classifier-free guidance contrasts with
-(Ho & Salimans 2022), drops conditions at random in training so one network learns both, and tells the
-denoiser how to embed `cond` at the denoiser's own width (the parameters live in the denoiser, so saved
-weights keep their names).
+none | class | text), turns training labels into `cond` and sampling's labels or prompt into `cond`, gives the
+null condition classifier-free guidance contrasts with (Ho & Salimans 2022), drops conditions at random in
+training so one network learns both, and tells the denoiser how to embed `cond` at the denoiser's own width
+(the parameters live in the denoiser, so saved weights keep their names) and how wide the tokens it
+cross-attends to are (`context_dim`, text only).
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from typing import Any, ClassVar
 
 import torch
 
+from ...data.captions import captions
 from ...data.spec import DataSpec
 from ...errors import GenlabError
-from ...nn.embeddings import ClassEmbedding, CondEmbedding
+from ...nn.embeddings import ClassEmbedding, CondEmbedding, PooledText, TextCond
+from ...text import text_encoder, text_encoder_class
 
 
 class Conditioner(ABC):
     name: ClassVar[str]
+    context_dim: int = 0  # the width of the tokens the denoiser cross-attends to (0: none)
 
     def __init__(self, spec: DataSpec):
         self.spec = spec
@@ -41,6 +45,14 @@ class Conditioner(ABC):
     def drop(self, cond: Any, p: float) -> Any:
         """Training: each example's cond replaced by the null one with probability p."""
         return cond
+
+    def sampling(self, labels: torch.Tensor | None, prompt: str | None, n: int) -> Any:
+        """The cond of n samples from validated labels (n,) or None, and a prompt (text models only)."""
+        return self(labels)
+
+    def cat(self, a: Any, b: Any) -> Any:
+        """Two batches of cond as one (guidance runs both branches in one network call)."""
+        return torch.cat([a, b])
 
 
 class NoConditioner(Conditioner):
@@ -80,10 +92,93 @@ class ClassConditioner(Conditioner):
         return torch.where(drop, self.null(cond), cond)
 
 
-CONDITIONERS: dict[str, type[Conditioner]] = {c.name: c for c in (NoConditioner, ClassConditioner)}
+def pad_tokens(cond: TextCond, length: int) -> TextCond:
+    """cond with its token axis padded (masked) to `length`."""
+    extra = length - cond.tokens.shape[1]
+    if extra <= 0:
+        return cond
+    return TextCond(torch.nn.functional.pad(cond.tokens, (0, 0, 0, extra)),
+                    torch.nn.functional.pad(cond.mask, (0, extra)))
 
 
-def make_conditioner(name: str, spec: DataSpec) -> Conditioner:
+class TextConditioner(Conditioner):
+    """cond = a TextCond of prompt tokens from a frozen text encoder (genlab.text). Training turns each label into
+    one of its class's training captions (genlab.data.captions), drawn at random; the null condition is the
+    empty prompt. Encodings are cached per caption, so training never runs the encoder twice on one caption."""
+
+    name = "text"
+
+    def __init__(self, spec: DataSpec, encoder: str = "minilm"):
+        super().__init__(spec)
+        self.encoder = encoder
+        self.context_dim = text_encoder_class(encoder).dim
+        self.captions = captions(spec)
+        self._cache: dict[str, TextCond] = {}
+        self._table: dict[torch.device, tuple[TextCond, torch.Tensor, torch.Tensor]] = {}
+
+    def embedding(self) -> CondEmbedding:
+        return partial(PooledText, self.context_dim)
+
+    def encode(self, prompts: list[str], device: torch.device | str = "cpu") -> TextCond:
+        """Prompts -> TextCond on `device`, padded to the longest."""
+        new = [p for p in dict.fromkeys(prompts) if p not in self._cache]
+        if new:
+            tokens, mask = text_encoder(self.encoder)(new)
+            for i, p in enumerate(new):
+                k = int(mask[i].sum())
+                self._cache[p] = TextCond(tokens[i, :k], mask[i, :k])
+        length = max(self._cache[p].mask.shape[0] for p in prompts)
+        rows = [pad_tokens(TextCond(*(v[None] for v in self._cache[p])), length) for p in prompts]
+        return TextCond(torch.cat([r.tokens for r in rows]).to(device), torch.cat([r.mask for r in rows]).to(device))
+
+    def _training_table(self, device: torch.device) -> tuple[TextCond, torch.Tensor, torch.Tensor]:
+        """Every training caption encoded once: (TextCond of all of them, each class's first row, its count)."""
+        if device not in self._table:
+            flat = [c for caps in self.captions.train for c in caps]
+            counts = torch.tensor([len(caps) for caps in self.captions.train])
+            first = torch.cumsum(counts, 0) - counts
+            self._table[device] = (self.encode(flat, device), first.to(device), counts.to(device))
+        return self._table[device]
+
+    def __call__(self, labels: torch.Tensor | None) -> TextCond | None:
+        if labels is None:
+            return None
+        table, first, counts = self._training_table(labels.device)
+        pick = first[labels] + (torch.rand(labels.shape, device=labels.device) * counts[labels]).long()
+        return TextCond(table.tokens[pick], table.mask[pick])
+
+    def sampling(self, labels: torch.Tensor | None, prompt: str | None, n: int) -> TextCond:
+        device = labels.device if labels is not None else "cpu"
+        if prompt is not None:
+            return self.encode([prompt] * n, device)
+        if labels is None:
+            raise GenlabError("a text-conditioned model samples from a prompt (--prompt) or class labels (--label)")
+        return self.encode([self.captions.default(int(k)) for k in labels.tolist()], device)
+
+    def null(self, cond: TextCond) -> TextCond:
+        """The empty prompt, once per example of cond (at its own length: `cat` and `drop` pad)."""
+        empty = self.encode([""], cond.tokens.device)
+        return TextCond(empty.tokens.expand(len(cond.tokens), -1, -1), empty.mask.expand(len(cond.mask), -1))
+
+    def drop(self, cond: TextCond, p: float) -> TextCond:
+        null = self.null(cond)
+        length = max(cond.tokens.shape[1], null.tokens.shape[1])
+        cond, null = pad_tokens(cond, length), pad_tokens(null, length)
+        drop = torch.rand(len(cond.tokens), device=cond.tokens.device) < p
+        return TextCond(torch.where(drop[:, None, None], null.tokens, cond.tokens),
+                        torch.where(drop[:, None], null.mask, cond.mask))
+
+    def cat(self, a: TextCond, b: TextCond) -> TextCond:
+        length = max(a.tokens.shape[1], b.tokens.shape[1])
+        a, b = pad_tokens(a, length), pad_tokens(b, length)
+        return TextCond(torch.cat([a.tokens, b.tokens]), torch.cat([a.mask, b.mask]))
+
+
+CONDITIONERS: dict[str, type[Conditioner]] = {c.name: c for c in (NoConditioner, ClassConditioner, TextConditioner)}
+
+
+def make_conditioner(name: str, spec: DataSpec, **options: Any) -> Conditioner:
+    """The conditioner for a model's `conditioning` declaration; options: the conditioner's own (text: encoder)."""
     if name not in CONDITIONERS:
         raise GenlabError(f"no diffusion conditioner for '{name}' conditioning: use one of {', '.join(CONDITIONERS)}")
-    return CONDITIONERS[name](spec)
+    return CONDITIONERS[name](spec, **options)

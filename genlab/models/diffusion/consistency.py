@@ -37,7 +37,8 @@ from ...io import read_json
 from ..base import GenerativeModel, generator, progress_bar
 from .model import DDPM, DiffusionConfig, SamplerDefaults
 
-INHERITED = ("arch", "net", "target", "schedule", "timesteps", "conditional")  # CD: the student is the teacher's
+# CD: the student is built as the teacher (its denoiser, target, schedule, classes or text encoder)
+INHERITED = ("arch", "net", "target", "schedule", "timesteps", "conditional", "text")
 
 
 @dataclass
@@ -63,6 +64,7 @@ class ConsistencyConfig(DiffusionConfig):
 
 @dataclass
 class ConsistencySampleOptions:
+    prompt: str | None = None  # text-conditioned models: what to draw (default: each class's caption)
     steps: int | None = None  # network evaluations per sample (default: the model's sampler.steps, 1)
 
     def __post_init__(self):
@@ -90,7 +92,7 @@ class Consistency(DDPM):
             if meta.get("kind") != DDPM.kind:
                 raise GenlabError(f"consistency distillation needs a ddpm teacher; {config.teacher} is a "
                                   f"{meta.get('kind')} run")
-            config = dataclasses.replace(config, **{k: meta["config"][k] for k in INHERITED})
+            config = dataclasses.replace(config, **{k: meta["config"][k] for k in INHERITED if k in meta["config"]})
         super().__init__(spec, config)
         self.sigma_max = min(self.config.sigma_max, float(self.schedule.sigma_ve(1.0)) * 0.999)
         if self.config.teacher:
@@ -164,8 +166,7 @@ class Consistency(DDPM):
     # ---- sampling (Song et al. 2023, Algorithm 1)
     def _sample(self, n, *, seed, labels, options: ConsistencySampleOptions, progress):
         steps = options.steps or self.config.sampler.steps
-        labels = self.check_conditioning(n, labels, None)
-        cond = self.conditioner(labels)
+        cond = self.conditioner.sampling(self.check_conditioning(n, labels, options.prompt), options.prompt, n)
         grid = self.sigmas(max(self.n_levels(self.config.ct_horizon), steps + 1)).flip(0)  # descending
         idx = torch.linspace(0, len(grid) - 1, steps + 1).round().long()[:-1]
         g = generator(seed)

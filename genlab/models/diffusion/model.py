@@ -1,6 +1,7 @@
 """Kind `ddpm`: denoising diffusion (Ho et al. 2020) with eps / x0 / v prediction (Salimans & Ho 2022),
-Min-SNR-gamma loss weighting (Hang et al. 2023), classifier-free guidance (Ho & Salimans 2022) and RePaint
-inpainting (Lugmayr et al. 2022).
+Min-SNR-gamma loss weighting (Hang et al. 2023), classifier-free guidance (Ho & Salimans 2022) on class labels
+or text prompts (`text=minilm`: a frozen text encoder, cross-attention in the denoiser, captions built from the
+labels; conditioners.py), and RePaint inpainting (Lugmayr et al. 2022).
 
 Assembled from parts, as diffusers separates them: the noise schedule (schedule.py), a denoiser from
 `genlab.nn.DENOISERS` with its options in the `net` section, a conditioner (conditioners.py) and the samplers
@@ -33,6 +34,7 @@ from ...data.spec import DataSpec
 from ...errors import GenlabError
 from ...nn.denoisers import DENOISERS, build_denoiser, denoiser_class, denoiser_option_names, denoiser_options
 from ...precision import fp32
+from ...text import text_encoder_class
 from ..base import GenerativeModel, generator, progress_bar
 from .conditioners import make_conditioner
 from .samplers import Sampler, sample_loop, sampler_class
@@ -72,7 +74,8 @@ class DiffusionConfig:
     arch: str = "auto"  # the denoiser: auto (unet for images, mlp otherwise) | unet | mlp | dit (also: --set net=dit)
     net: dict[str, Any] = field(default_factory=dict)  # the denoiser's options (genlab.nn.denoisers); unset: defaults
     conditional: bool = False  # class labels, with classifier-free guidance
-    p_uncond: float = 0.1  # probability of dropping the label in training (Ho & Salimans 2022)
+    text: str = ""  # text prompts through this encoder (minilm), trained on captions of the labels; '' no text
+    p_uncond: float = 0.1  # probability of dropping the label or caption in training (Ho & Salimans 2022)
     sampler: SamplerDefaults = field(default_factory=SamplerDefaults)
     clip: bool = True  # images: clip predicted x0 to [-1, 1] while sampling
 
@@ -82,6 +85,10 @@ class DiffusionConfig:
         check(self.target in TARGETS, f"target must be one of {', '.join(TARGETS)}, got '{self.target}'")
         check(self.min_snr >= 0, f"min_snr must be >= 0, got {self.min_snr}")
         check_arch(self.arch)
+        check(not (self.text and self.conditional), "conditional=true and text=... exclude each other: a text model "
+              "trains on captions of the class labels; drop conditional=true")
+        if self.text:
+            text_encoder_class(self.text)
         check(0 <= self.p_uncond < 1, f"p_uncond must be in [0, 1), got {self.p_uncond}")
         check(self.sampler.steps <= self.timesteps,
               f"sampler.steps must be between 1 and timesteps ({self.timesteps}), got {self.sampler.steps}")
@@ -89,6 +96,7 @@ class DiffusionConfig:
 
 @dataclass
 class DiffusionSampleOptions:
+    prompt: str | None = None  # text-conditioned models: what to draw ("" unconditional; default: class captions)
     sampler: str | None = None  # ddpm | ddim | dpm++ (default: the model's `sampler.name`)
     steps: int | None = None  # network-evaluation steps, 1..T (default: the model's `sampler.steps`)
     guidance: float | None = None  # conditional models: 0 unconditional, 1 conditional, > 1 guided
@@ -122,13 +130,18 @@ class DDPM(GenerativeModel):
         c = config
         self._classes()  # conditional=true needs labelled data: one line if it has none
         self.space = self.diffusion_space()
-        self.conditioner = make_conditioner(self.conditioning, spec)
+        self.conditioner = make_conditioner(self.conditioning, spec, **({"encoder": c.text} if c.text else {}))
         self.arch = self.resolve_arch(c.arch)
         options = denoiser_options(self.arch, self.net_options(c.net), where=self.kind)
         self.config = dataclasses.replace(c, net=dataclasses.asdict(options))  # all of them into config.json
-        self.net = build_denoiser(self.arch, self.space.shape, options, self.conditioner.embedding())
+        self.net = build_denoiser(self.arch, self.space.shape, options, self.conditioner.embedding(),
+                                  self.conditioner.context_dim)
         self.schedule = NoiseSchedule(c.schedule, c.timesteps)
         self.clip_x0 = c.clip and spec.is_image and self.space is spec  # predicted x0 clipped to the pixel range
+
+    @property
+    def conditioning(self) -> str:
+        return "text" if self.config.text else super().conditioning
 
     def diffusion_space(self) -> DataSpec:
         """What the diffusion runs on: the data itself (ldm: a first stage's latents)."""
@@ -217,11 +230,10 @@ class DDPM(GenerativeModel):
         return loss, {"loss": loss}
 
     # ---- the denoiser at sampling time
-    def denoiser(self, labels: torch.Tensor | None, guidance: float, clip: bool):
-        """(x_t, t) -> (x0_hat, eps_hat), with classifier-free guidance on the network output
-        pred = uncond + w (cond - uncond); w = 0 and w = 1 evaluate one branch only (exactly)."""
+    def denoiser(self, cond: Any, guidance: float, clip: bool):
+        """(x_t, t) -> (x0_hat, eps_hat) for the conditioner's `cond`, with classifier-free guidance on the network
+        output pred = uncond + w (cond - uncond); w = 0 and w = 1 evaluate one branch only (exactly)."""
         c = self.config
-        cond = self.conditioner(labels)
         null = None if cond is None else self.conditioner.null(cond)
 
         def denoise(x: torch.Tensor, t: torch.Tensor):
@@ -230,7 +242,7 @@ class DDPM(GenerativeModel):
             elif guidance == 0:
                 pred = fp32(self.net(x, t, null))
             else:
-                both = fp32(self.net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, null])))
+                both = fp32(self.net(torch.cat([x, x]), torch.cat([t, t]), self.conditioner.cat(cond, null)))
                 p_cond, p_uncond = both.chunk(2)
                 pred = p_uncond + guidance * (p_cond - p_uncond)
             a = self.schedule.abar(t, x)
@@ -262,8 +274,8 @@ class DDPM(GenerativeModel):
         d = self.config.sampler
         labels = self.check_conditioning(n, labels, None)
         if guidance is not None and self.conditioning == "none":
-            raise GenlabError("guidance needs a class-conditional model (train with --set conditional=true); "
-                              "this one is unconditional")
+            raise GenlabError("guidance needs a class- or text-conditional model (train with --set conditional=true "
+                              "or --set text=minilm); this one is unconditional")
         w = d.guidance if guidance is None else float(guidance)
         if not (math.isfinite(w) and w >= 0):
             raise GenlabError(f"guidance must be >= 0, got {w}")
@@ -277,9 +289,9 @@ class DDPM(GenerativeModel):
         return labels, w, smp, steps
 
     @staticmethod
-    def _nfe(labels, w: float, steps: int) -> int:
+    def _nfe(cond, w: float, steps: int) -> int:
         """Network evaluations per sample: one per step, two where guidance mixes both predictions."""
-        return steps * (2 if labels is not None and w not in (0, 1) else 1)
+        return steps * (2 if cond is not None and w not in (0, 1) else 1)
 
     @torch.no_grad()
     def _sample(self, n, *, seed, labels, options: DiffusionSampleOptions, progress):
@@ -287,14 +299,15 @@ class DDPM(GenerativeModel):
         `guidance` w (0 unconditional, 1 conditional, > 1 guided) and labels (default: every class in turn)."""
         o = options
         labels, w, sampler, steps = self._options(labels, o.guidance, o.sampler, o.steps, o.eta, n)
+        cond = self.conditioner.sampling(labels, o.prompt, n)
         g = generator(seed)
         x = torch.randn((n, *self.space.shape), generator=g).to(self.device)
         if self.space.is_image:
             x = x.contiguous(memory_format=torch.channels_last)
-        denoise = self.denoiser(labels, w, self.clip_x0)
+        denoise = self.denoiser(cond, w, self.clip_x0)
         with progress_bar(progress, steps, f"{sampler.name} sampling") as tick:
             x = sample_loop(denoise, self.schedule, x, sampler, steps, g, progress=tick)
-        return x, {"nfe": self._nfe(labels, w, steps)}
+        return x, {"nfe": self._nfe(cond, w, steps)}
 
     @torch.no_grad()
     def inpaint(self, x: torch.Tensor, mask: torch.Tensor, *, seed: int | None = None, labels=None,
@@ -334,7 +347,7 @@ class DDPM(GenerativeModel):
             return hole * x_s + (1 - hole) * ref
 
         z = torch.randn(x.shape, generator=g).to(dev)
-        denoise = self.denoiser(labels, w, self.clip_x0)
+        denoise = self.denoiser(self.conditioner.sampling(labels, None, n), w, self.clip_x0)
         with progress_bar(progress, steps, "inpainting") as tick:
             out = sample_loop(denoise, self.schedule, z, smp, steps, g, known=known, resample=resample,
                               progress=tick)
