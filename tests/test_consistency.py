@@ -58,7 +58,7 @@ def teacher(tmp_path_factory):
     torch.manual_seed(0)
     model = genlab.create("ddpm", data.spec, **SMALL_UNET)
     path = tmp_path_factory.mktemp("cm") / "teacher"
-    genlab.train(model, data, steps=400, batch_size=64, out=path, progress=False, precision="fp32")
+    genlab.train(model, data, steps=400, batch_size=64, out=path, progress=False, precision="fp32", sample_every=400)
     return path
 
 
@@ -85,6 +85,7 @@ def test_distillation_brings_one_step_samples_to_the_teachers_ode(teacher, tmp_p
     assert s.cost.nfe == 2 and s.x.shape == (8, 1, 8, 8) and torch.isfinite(s.x).all()
 
 
+@pytest.mark.slow  # 40 s; the contract test trains consistency training for two steps in the default run
 def test_consistency_training_from_scratch_moves_samples_towards_the_data(tmp_path):
     data = genlab.load_dataset("digits")
     torch.manual_seed(0)

@@ -47,7 +47,7 @@ def test_dit_denoiser_trains_on_digits(tmp_path):
     model = genlab.create("ddpm", data.spec, net="dit", conditional=True, **{"net.dim": 64, "net.depth": 2})
     assert model.arch == "dit" and model.config.net["patch"] == 2
     run = genlab.train(model, data, steps=300, batch_size=64, out=tmp_path / "dit", progress=False,
-                       precision="fp32")
+                       precision="fp32", sample_every=300)
     first = sum(r["loss"] for r in run.history[:3]) / 3
     last = sum(r["loss"] for r in run.history[-3:]) / 3
     assert last < 0.7 * first, (first, last)
@@ -81,7 +81,7 @@ def test_ldm_scales_codes_to_unit_variance_trains_and_decodes(first_stage, tmp_p
     model = genlab.create("ldm", data.spec, first_stage=str(first_stage), **{"net.dim": 64, "net.depth": 2})
     assert model.arch == "dit" and model.space.shape == (4, 4, 4)
     run = genlab.train(model, data, steps=300, batch_size=64, out=tmp_path / "ldm", progress=False,
-                       precision="fp32")
+                       precision="fp32", sample_every=300)
     codes = genlab.load(first_stage).to_latent(data.x)  # every training image, not only the first batch
     assert abs(float(model.latent_scale) * float(codes.std()) - 1) < 0.05
     first = sum(r["loss"] for r in run.history[:3]) / 3
