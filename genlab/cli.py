@@ -248,6 +248,8 @@ def _draw(model, run: Path, n: int, seed: int, label, prompt, opts: dict, inpain
     """What `genlab sample` writes: samples, inpaintings or translations (float32, on the CPU)."""
     import torch
 
+    if prompt is not None and (inpaint is not None or translate is not None):
+        raise GenlabError("--prompt is for drawing new samples; --inpaint and --translate take no prompt")
     if inpaint is not None:
         return _inpaint(model, run, inpaint, mask, n, seed, label, resample, opts).cpu().float()
     if translate is not None:

@@ -62,7 +62,8 @@ class MiniLM(TextEncoder):
     @torch.no_grad()
     def __call__(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         features = self._tokenize([str(p) for p in prompts])
-        out = self.model[0](dict(features))  # the transformer module alone: token embeddings, no pooling
+        with torch.autocast("cpu", enabled=False):  # float32 whatever the caller runs in: encodings are cached
+            out = self.model[0](dict(features))  # the transformer module alone: token embeddings, no pooling
         return out["token_embeddings"].float(), features["attention_mask"].bool()
 
 

@@ -82,6 +82,9 @@ def test_bad_input_is_one_line(cancer, fitted):
     for bad in (0, 0.7, float("nan"), "x"):
         with pytest.raises(GenlabError, match="contamination must be in"):
             AnomalyDetector(contamination=bad).fit(X_train)
+    with pytest.raises(GenlabError, match="random_state must be a non-negative integer or None"):
+        AnomalyDetector(random_state="x", steps=1).fit(X_train)
+    assert AnomalyDetector(kind="ae", random_state=None, steps=2).fit(X_train).seed_ >= 0  # None: a drawn seed
     with pytest.raises(GenlabError, match="score must be one of"):
         AnomalyDetector(score="distance").fit(X_train)
     with pytest.raises(GenlabError, match="gan has no reconstruct or log_prob to score with; reconstruction: ae"):

@@ -175,3 +175,15 @@ def test_prompt_from_the_cli(cli, digits_text_run, tmp_path):
     assert code == 0, err
     assert png.stat().st_size > 0
     one_line_error(*cli("sample", out, "--prompt", "a 2", "--label", "12")[::2], "out of range")
+    one_line_error(*cli("sample", out, "--prompt", "a 2", "--inpaint", "test")[::2], "take no prompt")
+
+
+def test_encodings_are_float32_whatever_the_caller_runs_in(digits_text_run):
+    """The encoder's output is cached per caption, so it must not depend on the caller's autocast."""
+    from genlab.text import text_encoder
+
+    enc = text_encoder("minilm")
+    plain = enc(["a drawing of a 2", ""])[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = enc(["a drawing of a 2", ""])[0]
+    assert under.dtype == torch.float32 and torch.equal(under, plain)

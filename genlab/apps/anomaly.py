@@ -29,12 +29,21 @@ from ..errors import GenlabError
 SCORES = ("auto", "reconstruction", "nll")
 
 
+def seed_of(random_state: Any) -> int:
+    """scikit-learn's random_state as an integer seed: an int as is, None a fresh one."""
+    if random_state is None:
+        return int(np.random.default_rng().integers(2**31))
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool) and random_state >= 0:
+        return int(random_state)
+    raise GenlabError(f"random_state must be a non-negative integer or None, got {random_state!r}")
+
+
 class AnomalyDetector(BaseEstimator):
     """kind: any genlab kind with `reconstruct` (score="reconstruction": mean squared error per row, in the
     standardised space) or `log_prob` (score="nll": -log p(x) in nats); "auto" takes reconstruction where the
     kind has it, else nll. steps / minutes: the training budget (minutes, when given, replaces steps);
     options: the kind's config options (e.g. {"latent_dim": 8}); random_state seeds training and the
-    scores' noise (the VAE's ELBO)."""
+    scores' noise (the VAE's ELBO); None draws a seed (kept as seed_)."""
 
     def __init__(self, kind: str = "vae", score: str = "auto", contamination: float = 0.1, steps: int = 1000,
                  minutes: float | None = None, batch_size: int = 128, options: dict[str, Any] | None = None,
@@ -60,12 +69,13 @@ class AnomalyDetector(BaseEstimator):
             raise GenlabError(f"contamination must be in (0, 0.5], got {self.contamination!r}")
         if self.score not in SCORES:
             raise GenlabError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
+        self.seed_ = seed_of(self.random_state)
         data, _ = from_arrays(X, test_fraction=0, name="anomaly-train")
-        torch.manual_seed(self.random_state)
+        torch.manual_seed(self.seed_)
         model = genlab.create(self.kind, data.spec, **(self.options or {}))
         self.score_ = self._method(model)
         budget = {"minutes": self.minutes} if self.minutes is not None else {"steps": self.steps}
-        genlab.train(model, data, **budget, batch_size=min(self.batch_size, len(data)), seed=self.random_state,
+        genlab.train(model, data, **budget, batch_size=min(self.batch_size, len(data)), seed=self.seed_,
                      device=self.device, progress=self.verbose)
         self.model_ = model
         self.n_features_in_ = int(np.prod(data.x.shape[1:]))
@@ -94,8 +104,8 @@ class AnomalyDetector(BaseEstimator):
         """Anomaly scores of model-space rows (N, *shape), float64."""
         m = self.model_.eval()
         out = []
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.random_state)
+        with torch.random.fork_rng(devices=[m.device] if m.device.type == "cuda" else []):
+            torch.manual_seed(self.seed_)
             for start in range(0, len(x), chunk):
                 xb = x[start:start + chunk].to(m.device)
                 if self.score_ == "reconstruction":
@@ -125,7 +135,7 @@ class AnomalyDetector(BaseEstimator):
     def save(self, directory: str | Path) -> Path:
         check_is_fitted(self, "model_")
         d = self.model_.save(directory)
-        meta = {"params": {k: v for k, v in self.get_params().items()}, "score": self.score_,
+        meta = {"params": self.get_params(), "score": self.score_, "seed": self.seed_,
                 "threshold": self.threshold_, "n_features_in": self.n_features_in_,
                 "decision_scores": self.decision_scores_.tolist()}
         (Path(directory) / "detector.json").write_text(json.dumps(meta, indent=1))
@@ -143,6 +153,7 @@ class AnomalyDetector(BaseEstimator):
         det = cls(**meta["params"])
         det.model_ = load_model(d)
         det.score_, det.threshold_, det.n_features_in_ = meta["score"], meta["threshold"], meta["n_features_in"]
+        det.seed_ = meta["seed"]
         det.decision_scores_ = np.asarray(meta["decision_scores"])
         det.labels_ = (det.decision_scores_ > det.threshold_).astype(int)
         return det

@@ -21,6 +21,7 @@ import torch
 from sklearn.base import BaseEstimator
 
 from ..errors import GenlabError
+from .anomaly import seed_of
 
 MODES = ("per-class", "conditional")
 MIN_ROWS = 5  # a class with fewer rows cannot be modelled on its own
@@ -106,8 +107,9 @@ class GenerativeOversampler(BaseEstimator):
         counts = {c: int((y_arr == c).sum()) for c in classes.tolist()}
         add = {c: n for c, n in target_counts(self.sampling_strategy, counts).items() if n > 0}
         self.sampling_strategy_ = dict(add)
+        self.seed_ = seed_of(self.random_state)
         budget = {"minutes": self.minutes} if self.minutes is not None else {"steps": self.steps}
-        train_opts = {**budget, "seed": self.random_state, "device": self.device, "progress": self.verbose}
+        train_opts = {**budget, "seed": self.seed_, "device": self.device, "progress": self.verbose}
         new_x, new_y = [], []
         if self.mode == "conditional" and add:
             data, _ = from_arrays(X_arr, codes, test_fraction=0, name="oversample")
@@ -133,12 +135,12 @@ class GenerativeOversampler(BaseEstimator):
                 np.concatenate([y_arr, *new_y]))
 
     def _model(self, genlab, spec, **extra):
-        torch.manual_seed(self.random_state)
+        torch.manual_seed(self.seed_)
         return genlab.create(self.kind, spec, **{**(self.options or {}), **extra})
 
     def _draw(self, model, n: int, labels: int | None = None) -> np.ndarray:
         """n rows in X's units."""
-        x = model.sample(n, seed=self.random_state, labels=labels)
+        x = model.sample(n, seed=self.seed_, labels=labels)
         return np.asarray(model.spec.to_original(x), dtype=np.float64)
 
     @staticmethod

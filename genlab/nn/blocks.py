@@ -132,7 +132,7 @@ class SpatialCrossAttention(nn.Module):
 
     def __init__(self, c: int, context: int, head_dim: int = 32):
         super().__init__()
-        self.norm, self.attn = group_norm(c), CrossAttention(c, context, max(1, c // head_dim))
+        self.norm, self.attn = group_norm(c), CrossAttention(c, context, math.gcd(c, max(1, c // head_dim)))
 
     def forward(self, x: torch.Tensor, text) -> torch.Tensor:
         b, c, h, w = x.shape

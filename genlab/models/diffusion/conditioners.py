@@ -46,8 +46,8 @@ class Conditioner(ABC):
         """Training: each example's cond replaced by the null one with probability p."""
         return cond
 
-    def sampling(self, labels: torch.Tensor | None, prompt: str | None, n: int) -> Any:
-        """The cond of n samples from validated labels (n,) or None, and a prompt (text models only)."""
+    def sampling(self, labels: torch.Tensor | None, prompt: str | None, n: int, device: torch.device | str) -> Any:
+        """The cond of n samples on `device` from validated labels (n,) or None, and a prompt (text models)."""
         return self(labels)
 
     def cat(self, a: Any, b: Any) -> Any:
@@ -147,8 +147,8 @@ class TextConditioner(Conditioner):
         pick = first[labels] + (torch.rand(labels.shape, device=labels.device) * counts[labels]).long()
         return TextCond(table.tokens[pick], table.mask[pick])
 
-    def sampling(self, labels: torch.Tensor | None, prompt: str | None, n: int) -> TextCond:
-        device = labels.device if labels is not None else "cpu"
+    def sampling(self, labels: torch.Tensor | None, prompt: str | None, n: int,
+                 device: torch.device | str) -> TextCond:
         if prompt is not None:
             return self.encode([prompt] * n, device)
         if labels is None:

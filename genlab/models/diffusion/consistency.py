@@ -166,7 +166,8 @@ class Consistency(DDPM):
     # ---- sampling (Song et al. 2023, Algorithm 1)
     def _sample(self, n, *, seed, labels, options: ConsistencySampleOptions, progress):
         steps = options.steps or self.config.sampler.steps
-        cond = self.conditioner.sampling(self.check_conditioning(n, labels, options.prompt), options.prompt, n)
+        labels = self.check_conditioning(n, labels, options.prompt)
+        cond = self.conditioner.sampling(labels, options.prompt, n, self.device)
         grid = self.sigmas(max(self.n_levels(self.config.ct_horizon), steps + 1)).flip(0)  # descending
         idx = torch.linspace(0, len(grid) - 1, steps + 1).round().long()[:-1]
         g = generator(seed)

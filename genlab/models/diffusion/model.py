@@ -299,7 +299,7 @@ class DDPM(GenerativeModel):
         `guidance` w (0 unconditional, 1 conditional, > 1 guided) and labels (default: every class in turn)."""
         o = options
         labels, w, sampler, steps = self._options(labels, o.guidance, o.sampler, o.steps, o.eta, n)
-        cond = self.conditioner.sampling(labels, o.prompt, n)
+        cond = self.conditioner.sampling(labels, o.prompt, n, self.device)
         g = generator(seed)
         x = torch.randn((n, *self.space.shape), generator=g).to(self.device)
         if self.space.is_image:
@@ -347,7 +347,7 @@ class DDPM(GenerativeModel):
             return hole * x_s + (1 - hole) * ref
 
         z = torch.randn(x.shape, generator=g).to(dev)
-        denoise = self.denoiser(self.conditioner.sampling(labels, None, n), w, self.clip_x0)
+        denoise = self.denoiser(self.conditioner.sampling(labels, None, n, dev), w, self.clip_x0)
         with progress_bar(progress, steps, "inpainting") as tick:
             out = sample_loop(denoise, self.schedule, z, smp, steps, g, known=known, resample=resample,
                               progress=tick)
