@@ -5,6 +5,7 @@ running); results go to docs/BENCHMARKS.md.
 
     genlab train ddpm --data fashion-mnist --minutes 10 --out runs/teacher     # or any trained ddpm run
     python benchmarks/consistency.py --teacher runs/teacher --minutes 8 --n 500 --out runs/cm_fm
+    python benchmarks/consistency.py --teacher runs/teacher --retime 250   # the teacher's samples/s alone
 """
 
 from __future__ import annotations
@@ -37,8 +38,15 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=8)
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--out", type=Path, default=Path("runs/cm_fm"))
+    ap.add_argument("--retime", type=int, default=0, help="only time the teacher's samplers on this many samples")
     args = ap.parse_args()
     torch.set_num_threads(2)
+    if args.retime:
+        teacher = genlab.load(args.teacher)
+        for opts in ({"sampler": "ddim", "steps": 50}, {"sampler": "dpm++", "steps": 10}):
+            s = draw_samples(teacher, args.retime, seed=0, batch_size=args.retime, precision="fp32", **opts)
+            print(json.dumps({**opts, "samples_per_s": round(args.retime / s.cost.seconds, 2)}))
+        return
     data = genlab.load_dataset("fashion-mnist")
     rows: dict[str, list | dict] = {}
     teacher = genlab.load(args.teacher)

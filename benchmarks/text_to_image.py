@@ -6,6 +6,8 @@ describes, FID/KID/precision/recall against the test split, samples/s; one grid 
 
     python benchmarks/text_to_image.py --minutes 15 --n 500 --out runs/t2i_fm --figures docs/img/t2i
     python benchmarks/text_to_image.py --run runs/t2i_fm/model --n 500     # evaluate a trained run only
+    python benchmarks/text_to_image.py --part encoder   # cosine of each held-out prompt to each class's captions
+    python benchmarks/text_to_image.py --part step      # seconds per training step, U-Net with and without text
 """
 
 from __future__ import annotations
@@ -39,8 +41,49 @@ def prompted(model, prompts: list[str], per: int, guidance: float, steps: int) -
     return torch.cat(xs), labels, t
 
 
+def encoder_part() -> None:
+    """The text encoder alone: for each held-out prompt, the highest cosine to any training caption of each class
+    (mean-pooled, normalised tokens, as sentence-transformers pools all-MiniLM-L6-v2)."""
+    from genlab.data.captions import captions as caps_of
+    from genlab.text import text_encoder
+
+    enc = text_encoder("minilm")
+
+    def sentence(prompts):
+        tokens, mask = enc(prompts)
+        m = mask.float()[..., None]
+        return torch.nn.functional.normalize((tokens * m).sum(1) / m.sum(1), dim=-1)
+
+    caps = caps_of(genlab.load_dataset("fashion-mnist").spec)
+    train = [sentence(list(c)) for c in caps.train]
+    for k, held in enumerate(caps.held_out):
+        for p in held:
+            cos = [round(float((sentence([p]) @ t.T).max()), 2) for t in train]
+            print(json.dumps({"class": k, "prompt": p, "nearest": int(torch.tensor(cos).argmax()), "cosine": cos}))
+
+
+def step_part(repeats: int = 4) -> None:
+    """Seconds per training step (forward, backward, Adam) at batch 128 of the default U-Net, without and with
+    text conditioning."""
+    data = genlab.load_dataset("fashion-mnist")
+    x, y = data.x[:128].contiguous(memory_format=torch.channels_last), data.y[:128]
+    for opts in ({}, {"text": "minilm"}):
+        torch.manual_seed(0)
+        model = genlab.create("ddpm", data.spec, **opts).to(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(model.parameters())
+        for i in range(repeats + 2):  # two warm-up steps
+            if i == 2:
+                t0 = time.perf_counter()
+            loss, _ = model(x, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        print(json.dumps({**opts, "seconds_per_step": round((time.perf_counter() - t0) / repeats, 3)}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--part", choices=("benchmark", "encoder", "step"), default="benchmark")
     ap.add_argument("--minutes", type=float, default=15)
     ap.add_argument("--run", type=Path, help="a trained text model to evaluate (skips training)")
     ap.add_argument("--n", type=int, default=500, help="samples per row (n/10 per prompt)")
@@ -49,6 +92,8 @@ def main() -> None:
     ap.add_argument("--figures", type=Path, help="write a grid of samples per guidance weight here")
     args = ap.parse_args()
     torch.set_num_threads(2)
+    if args.part != "benchmark":
+        return encoder_part() if args.part == "encoder" else step_part()
     data = genlab.load_dataset("fashion-mnist")
     train: dict = {}
     if args.run is None:
