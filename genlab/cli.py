@@ -464,6 +464,9 @@ def demo(out: Path | None = typer.Option(None, "--out", help="a new directory (d
           f"demo: metrics   {out / 'metrics.jsonl'}, {out / 'eval.json'}\ndemo: report    {page}")
 
 
+from . import cli_apps  # noqa: E402,F401  (registers synth, anomaly, augment)
+
+
 def main(argv: list[str] | None = None) -> None:
     # typer's command-line errors (click's, vendored by recent typer): found by name, for either layout
     usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")

@@ -1,10 +1,10 @@
 """Applications built on the models: inpainting (genlab.apps.inpaint), anomaly detection (`AnomalyDetector`,
-genlab.apps.anomaly) and generative oversampling of rare classes (`GenerativeOversampler`, genlab.apps.oversample);
-synthetic tables are to come."""
+genlab.apps.anomaly), generative oversampling of rare classes (`GenerativeOversampler`, genlab.apps.oversample) and
+synthetic tables (`TabularSynthesizer`, genlab.apps.tabular, with its metrics in genlab.apps.table_metrics)."""
 
 from __future__ import annotations
 
-__all__ = ["AnomalyDetector", "GenerativeOversampler"]
+__all__ = ["AnomalyDetector", "GenerativeOversampler", "TabularSynthesizer"]
 
 
 def __getattr__(name: str):
@@ -16,4 +16,8 @@ def __getattr__(name: str):
         from .oversample import GenerativeOversampler
 
         return GenerativeOversampler
+    if name == "TabularSynthesizer":
+        from .tabular import TabularSynthesizer
+
+        return TabularSynthesizer
     raise AttributeError(f"module 'genlab.apps' has no attribute {name!r}")

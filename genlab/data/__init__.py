@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from ..config import as_bool
 from ..errors import GenlabError
-from . import builtin, user
+from . import builtin, tables, user
 from .arrays import from_arrays
 from .dataset import GenDataset, chunks
 from .spec import Column, DataSpec
@@ -56,6 +56,10 @@ SOURCES: dict[str, Source] = {
                             lambda **o: builtin.load_sklearn_table("breast-cancer", **o)),
     "wine": Source("wine", "table", "13", "3", "142 / 36", "scikit-learn (bundled)",
                    lambda **o: builtin.load_sklearn_table("wine", **o)),
+    **{n: Source(n, "table", shape, "-", size, f"{tables.TABLES[n].package} package (mixed types)",
+                 lambda n=n, **o: tables.load_table(n, **o), lambda n=n: tables.where(n))
+       for n, shape, size in [("credit", "11", "320 / 80"), ("wage", "11", "2,400 / 600"),
+                              ("penguins", "8", "266 / 67")]},
 }
 USER_SOURCES = {"folder": user.load_folder, "npz": user.load_npz, "csv": user.load_csv}
 

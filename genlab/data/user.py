@@ -92,39 +92,49 @@ def load_csv(path: str, target: str | None = None, test_fraction: float = 0.2) -
         df = pd.read_csv(p)
     except (ValueError, OSError, pd.errors.ParserError) as e:
         raise GenlabError(f"cannot parse {p} as CSV ({str(e).splitlines()[0]})") from None
+    return frame_splits(df, f"csv:{p}", p, target, test_fraction)
+
+
+def frame_splits(df, name: str, where: object, target: str | None = None,
+                 test_fraction: float = 0.2) -> tuple[Split, Split, DataSpec]:
+    """A pandas DataFrame as a table's (train, test, spec): numeric columns standardised, the others categorical
+    (one-hot, categories sorted as strings); `target` a column whose values become the class labels."""
+    import pandas as pd
+
     if df.empty:
-        raise GenlabError(f"{p} has no rows")
+        raise GenlabError(f"{where} has no rows")
+    df = df.copy()
     y = class_names = None
     if target is not None:
         if target not in df.columns:
-            raise GenlabError(f"target column '{target}' not in {p}; columns: {', '.join(map(str, df.columns))}")
+            raise GenlabError(f"target column '{target}' not in {where}; columns: {', '.join(map(str, df.columns))}")
         codes, uniques = pd.factorize(df.pop(target), sort=True)
         if (codes < 0).any():
             raise GenlabError(f"target column '{target}' has a missing value at row {int(np.argmax(codes < 0))}")
         y, class_names = codes.astype(np.int64), [str(u) for u in uniques]
     cols, blocks = [], []
-    for name in df.columns:
-        s = df[name]
+    for col in df.columns:
+        s = df[col]
         bad = s.isna().to_numpy().copy()
         if s.dtype.kind in "fiub":
             bad |= ~np.isfinite(s.to_numpy(dtype=np.float64))
         if bad.any():
-            raise GenlabError(f"column '{name}' of {p} has a missing, NaN or inf value at row {int(np.argmax(bad))}; "
-                              "fill or drop it")
+            raise GenlabError(f"column '{col}' of {where} has a missing, NaN or inf value at row "
+                              f"{int(np.argmax(bad))}; fill or drop it")
         if s.dtype.kind in "fiub":
-            cols.append(Column(str(name)))
+            cols.append(Column(str(col)))
             blocks.append(s.to_numpy(dtype=np.float64)[:, None])
         else:
             cats = sorted(map(str, s.unique()))
-            cols.append(Column(str(name), "categorical", cats))
+            cols.append(Column(str(col), "categorical", cats))
             blocks.append((s.astype(str).to_numpy()[:, None] == np.asarray(cats)[None]).astype(np.float64))
     need = min_items(test_fraction)
     if len(df) < need:
-        raise GenlabError(f"{p} has {len(df)} row(s); a table needs at least {need}, so that its train and test "
+        raise GenlabError(f"{where} has {len(df)} row(s); a table needs at least {need}, so that its train and test "
                           f"splits (test_fraction {test_fraction}) hold 2 rows or more each")
     data = np.concatenate(blocks, 1)
     tr, te = split_indices(len(data), test_fraction)
     ysplit = (y[tr], y[te]) if y is not None else (None, None)
     # categorical columns' one-hot blocks stay 0/1 (mean 0, std 1 in the spec): argmax decodes them
-    return model_splits(f"csv:{p}", "table", data[tr], ysplit[0], data[te], ysplit[1], class_names=class_names,
-                        columns=cols, where=p)
+    return model_splits(name, "table", data[tr], ysplit[0], data[te], ysplit[1], class_names=class_names,
+                        columns=cols, where=where)
