@@ -43,6 +43,29 @@ def test_codec_round_trip_is_exact(table):
     pd.testing.assert_frame_equal(back, table)
 
 
+def test_codec_keeps_odd_columns():
+    """A category dtype with its order, tiny floats (no rounding to 6 decimals), non-string column names."""
+    df = pd.DataFrame({0: pd.Categorical(["lo", "hi", "lo"], categories=["lo", "mid", "hi"], ordered=True),
+                       1: [1.5e-7, 2.25e-7, 3e-10]})
+    codec = TableCodec().fit(df)
+    back = codec.decode(codec.encode(df.rename(columns=str)))
+    assert list(back.columns) == ["0", "1"] and back["0"].dtype == df[0].dtype  # categories and order kept
+    np.testing.assert_allclose(back["1"], df[1], rtol=1e-9)
+
+
+def test_gower_distance_per_column_is_at_most_one():
+    from genlab.apps.table_metrics import gower_space, nearest
+
+    t = pd.DataFrame({"year": [2000.0, 2010.0, np.nan], "c": ["a", "b", "a"]})
+    codec = TableCodec(["c"]).fit(t)
+    (g,) = gower_space([t], codec)
+    d = lambda i, j: float(np.abs(g[i] - g[j]).sum())
+    assert d(0, 1) == pytest.approx(1.0)  # years at both ends (1/2) and different categories (1/2)
+    assert d(0, 2) == pytest.approx(0.5)  # present vs missing: 1 for that column, averaged over 2
+    unseen = gower_space([pd.DataFrame({"year": [2000.0], "c": ["z"]})], codec)[0]
+    assert nearest(unseen, g[:1])[0] == pytest.approx(0.5)  # a category never seen differs by 1 too
+
+
 def test_registered_tables_load():
     from genlab.data import load_dataset
     from genlab.data.tables import load_frame
@@ -156,6 +179,10 @@ def test_conventions_and_persistence(table, tmp_path):
     (lambda t: TabularSynthesizer(kind="copula").fit(t.iloc[:0]), "table is empty"),
     (lambda t: split_frame(t, 0.9, 0), "holdout must be"),
     (lambda t: TabularSynthesizer(kind="copula", categorical=["city"]).fit(t.assign(income=np.inf)), "inf"),
+    (lambda t: TableCodec("city").fit(pd.concat([t, t["income"]], axis=1)), "more than one column named income"),
+    (lambda t: TableCodec("city").fit(t.assign(when=pd.Timestamp("2020-01-01"))), "dates or durations"),
+    (lambda t: TabularSynthesizer(kind="vae", categorical="city", epsilon=1, options={"free_bits": 0.1}).fit(t),
+     "free_bits"),
 ])
 def test_bad_input_is_one_clear_error(table, make, pattern):
     with pytest.raises(GenlabError, match=pattern):

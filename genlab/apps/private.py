@@ -98,8 +98,11 @@ def train_private(synth, data) -> tuple[float, float]:
     warnings.filterwarnings("ignore", message="Full backward hook is firing")  # Opacus' hooks on input layers
     for step in range(steps):
         take = torch.rand(n, generator=g) < q  # Poisson sampling: each row in the batch with probability q
-        if not take.any():
-            opt.zero_grad()
+        if not take.any():  # an empty batch is still a noisy release: the noise alone, as the accountant counts it
+            for p in params:
+                p.grad = torch.randn_like(p) * sigma * synth.max_grad_norm / batch
+            opt.original_optimizer.step()
+            opt.original_optimizer.zero_grad()
             continue
         x, yb = data.x[take].to(model.device), y[take].to(model.device)
         opt.zero_grad()

@@ -33,7 +33,9 @@ class ColumnCodec:
     lo: float = 0.0
     hi: float = 0.0
     integer: bool = False
-    decimals: int = 6  # numeric: the digits after the point the training values have (at most 6)
+    decimals: int | None = None  # numeric: the digits after the point the training values have (None: any)
+    levels: list[Any] | None = None  # dtype category: its categories, in order
+    ordered: bool = False
     missing: bool = False  # numeric: has a missing block
 
     @property
@@ -41,6 +43,19 @@ class ColumnCodec:
         if self.type == "categorical":
             return len(self.categories)
         return 1 + len(self.means) + (2 if self.missing else 0)
+
+
+def round_to(x: np.ndarray, decimals: int | None) -> np.ndarray:
+    return x if decimals is None else np.round(x, decimals)
+
+
+def as_named(df):
+    """df with its column names as strings (the codec's and the metrics' keys), refusing duplicates."""
+    names = [str(c) for c in df.columns]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise GenlabError(f"the table has more than one column named {', '.join(dup)}; rename them")
+    return df.set_axis(names, axis=1)
 
 
 def is_missing(values: np.ndarray) -> np.ndarray:
@@ -78,6 +93,11 @@ class TableCodec:
             raise GenlabError(f"a table must be a pandas DataFrame, got {type(df).__name__}")
         if len(df) == 0 or df.shape[1] == 0:
             raise GenlabError(f"the table is empty ({df.shape[0]} rows x {df.shape[1]} columns)")
+        df = as_named(df)
+        when = [c for c in df.columns if df[c].dtype.kind in "mM"]
+        if when:
+            raise GenlabError(f"column(s) {', '.join(when)} hold dates or durations: convert them to numbers (e.g. "
+                              "days since a start) or to text first")
         declared = self._declared(df)
         self.columns = [self._fit_column(str(c), df[c], c in declared) for c in df.columns]
         return self
@@ -86,7 +106,8 @@ class TableCodec:
         cols = list(df.columns)
         if self.categorical == "infer":
             return {c for c in cols if df[c].dtype.kind not in "fiu"}
-        named = [] if self.categorical is None else list(self.categorical)
+        named = [] if self.categorical is None else [self.categorical] if isinstance(self.categorical, str) \
+            else [str(c) for c in self.categorical]
         unknown = [c for c in named if c not in cols]
         if unknown:
             raise GenlabError(f"categorical names {', '.join(map(str, unknown))}, not columns of the table; "
@@ -102,19 +123,27 @@ class TableCodec:
         dtype = str(s.dtype)
         miss = is_missing(s.to_numpy())
         if categorical:
-            seen = [_plain(v) for v in s[~miss].unique()]
+            try:
+                seen = [_plain(v) for v in s[~miss].unique()]
+            except TypeError:
+                raise GenlabError(f"column '{name}' holds values that cannot be categories (lists or dicts?); "
+                                  "convert them to text first") from None
             try:
                 seen = sorted(seen)
             except TypeError:  # mixed types: keep the order of appearance
                 pass
-            return ColumnCodec(name, "categorical", dtype, categories=seen + ([None] if miss.any() else []))
+            col = ColumnCodec(name, "categorical", dtype, categories=seen + ([None] if miss.any() else []))
+            if dtype == "category":  # the dtype's own categories and order come back on decoding
+                col.levels, col.ordered = [_plain(v) for v in s.cat.categories], bool(s.cat.ordered)
+            return col
         x = s.to_numpy(dtype=np.float64, na_value=np.nan)
         x = x[~np.isnan(x)]
         if len(x) == 0:
             raise GenlabError(f"numeric column '{name}' has no values; drop it")
         if np.isinf(x).any():
             raise GenlabError(f"numeric column '{name}' holds inf; clean or drop those rows")
-        decimals = next((d for d in range(6) if np.allclose(x, np.round(x, d), rtol=0, atol=1e-9)), 6)
+        # the fewest decimals that hold every value (relative tolerance); None: values of any precision, not rounded
+        decimals = next((d for d in range(7) if np.allclose(x, np.round(x, d), rtol=1e-9, atol=0)), None)
         col = ColumnCodec(name, "numeric", dtype, lo=float(x.min()), hi=float(x.max()), integer=decimals == 0,
                           missing=bool(miss.any()), decimals=decimals)
         col.means, col.stds, col.weights = self._modes(x)
@@ -209,7 +238,7 @@ class TableCodec:
             m = len(c.means)
             k = block[:, 1:1 + m].argmax(1)
             x = block[:, 0] * 4 * np.asarray(c.stds)[k] + np.asarray(c.means)[k]
-            x = np.round(np.clip(x, c.lo, c.hi), c.decimals)  # as many decimals as the training values
+            x = round_to(np.clip(x, c.lo, c.hi), c.decimals)  # as many decimals as the training values
             if c.missing:
                 x = np.where(block[:, 1 + m + 1] > block[:, 1 + m], np.nan, x)
             out[c.name] = self._restore(pd.Series(x), c)
@@ -218,9 +247,13 @@ class TableCodec:
     @staticmethod
     def _restore(s, c: ColumnCodec):
         """The training column's dtype back; integer columns with missing values become pandas' nullable Int64."""
+        import pandas as pd
+
         try:
             if c.type == "numeric" and c.dtype.startswith(("int", "uint")) and s.isna().any():
                 return s.astype("Int64")
+            if c.dtype == "category" and c.levels is not None:
+                return s.astype(pd.CategoricalDtype(c.levels, ordered=c.ordered))
             return s.astype(c.dtype)
         except (TypeError, ValueError):
             return s

@@ -129,33 +129,40 @@ def utility(train, syn, test, codec: TableCodec, target: str, seed: int = 0) -> 
             y, yte = _cat(frame[target]), _cat(test[target])
             if len(np.unique(y)) < 2:  # a synthesizer that collapsed onto one class: predict it
                 pred = np.full(len(yte), y[0])
-            else:
-                pred = HistGradientBoostingClassifier(random_state=seed).fit(X, y).predict(Xte)
+            else:  # no early stopping: its validation split would need every class twice
+                pred = HistGradientBoostingClassifier(random_state=seed, early_stopping=False).fit(X, y).predict(Xte)
             res[name] = {"accuracy": float(accuracy_score(yte, pred)),
                          "macro_f1": float(f1_score(yte, pred, average="macro"))}
         else:
             y, yte = _num(frame[target]), _num(test[target])
             keep, kte = ~np.isnan(y), ~np.isnan(yte)
-            model = HistGradientBoostingRegressor(random_state=seed).fit(X[keep], y[keep])
+            if keep.sum() < 2:  # no target values to learn from: a constant prediction's R^2
+                res[name] = {"r2": float(r2_score(yte[kte], np.full(kte.sum(), np.nanmean(y) if keep.any() else 0)))}
+                continue
+            model = HistGradientBoostingRegressor(random_state=seed, early_stopping=False).fit(X[keep], y[keep])
             res[name] = {"r2": float(r2_score(yte[kte], model.predict(Xte[kte])))}
     return res
 
 
 # ---------------------------------------------------------------- privacy
 def gower_space(frames: list, codec: TableCodec) -> list[np.ndarray]:
-    """Rows whose L1 distance / number of columns is the Gower distance: numbers / range, a category one-hot / 2,
-    a missing number as value 0 plus an indicator."""
+    """Rows whose L1 distance / number of columns is the Gower distance (per column in [0, 1]): a number v in
+    [0, 1] (min-max over training, clipped) as (v/2, (1-v)/2, 0), so two present values differ by |v - v'|, a
+    missing one as (0, 0, 1/2), 1 from any present value; a category one-hot / 2 with an extra slot for values
+    unseen in training, so two different categories differ by 1."""
     out = []
     for f in frames:
         parts = []
         for c in codec.columns:
             if c.type == "numeric":
-                x = _num(f[c.name]) / ((c.hi - c.lo) or 1.0)
-                miss = np.isnan(x)
-                parts += [np.where(miss, 0.0, x)[:, None], miss[:, None].astype(np.float64)]
+                v = np.clip((_num(f[c.name]) - c.lo) / ((c.hi - c.lo) or 1.0), 0, 1)
+                miss = np.isnan(v)
+                v = np.where(miss, 0.0, v)
+                parts.append(np.stack([np.where(miss, 0, v / 2), np.where(miss, 0, (1 - v) / 2), miss / 2], 1))
             else:
                 cats = np.asarray([str(v) if v is not None else "<NA>" for v in c.categories])
-                parts.append((_cat(f[c.name])[:, None] == cats).astype(np.float64) / 2)
+                hot = (_cat(f[c.name])[:, None] == cats).astype(np.float64)
+                parts.append(np.concatenate([hot, 1 - hot.sum(1, keepdims=True)], 1) / 2)
         out.append(np.concatenate(parts, 1) / len(codec.columns))
     return out
 

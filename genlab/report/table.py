@@ -45,8 +45,9 @@ similarity (numeric) or contingency similarity</td></tr>
 {% if p.copies_flagged %}<p class="bad">Flagged: the synthesizer copies training rows
 ({{ "%.1f%%"|format(100 * p.exact_copies) }} of its rows are training rows). Do not share this table.</p>
 {% else %}<p class="ok">No copying beyond what the holdout rows show by chance.</p>{% endif %}
-{% if epsilon %}<p>Trained with differential privacy: ε = {{ "%.2f"|format(epsilon) }} at δ = {{ delta }}.</p>
-{% endif %}
+{% if epsilon %}<p>Trained with differential privacy: ε = {{ "%.2f"|format(epsilon) }} at δ = {{ delta }}. ε covers
+the model's training; the column ranges, category lists and mixture modes of the encoding are read from the data
+without noise and must be public for ε to hold.</p>{% endif %}
 <h2>Figures</h2><div class="grid">{% for name, img in figures %}
 <figure><img src="data:image/png;base64,{{ img }}" alt="{{ name }}"><figcaption>{{ name }}</figcaption></figure>
 {% endfor %}</div>
