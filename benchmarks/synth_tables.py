@@ -124,7 +124,7 @@ def main() -> None:
         save(rows, args)
     table_out = save(rows, args)
     for t, d in table_out.items():
-        print(f"\n{t}\n| synthesizer | fidelity | column shapes | pair trends | TSTR macro-F1 (real: TRTR) | "
+        print(f"\n{t}\n| synthesizer | fidelity | column shapes | pair trends | TSTR: R² or macro-F1 (real: TRTR) | "
               "DCR median (holdout) | MIA AUC | seconds |")
         for n, r in d.items():
             f = lambda k, r=r: f"{r[k][0]:.3f} ± {r[k][1]:.3f}"
