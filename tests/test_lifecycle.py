@@ -144,7 +144,9 @@ def reference(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("how,at", [("kill", 1), ("kill", 57), ("int", 1), ("int", 83), ("term", 41)])
+# each signal once in the default run; the same signals at other steps in the slow run (-m slow), 20 s each
+@pytest.mark.parametrize("how,at", [("kill", 1), pytest.param("kill", 57, marks=pytest.mark.slow),
+                                    pytest.param("int", 1, marks=pytest.mark.slow), ("int", 83), ("term", 41)])
 def test_interrupted_runs_resume_to_the_same_weights(reference, tmp_path, how, at):
     out = tmp_path / "run"
     proc = _start(out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ..errors import GenlabError
@@ -18,24 +19,19 @@ from ..errors import GenlabError
 ORDERS = tuple(range(2, 256))  # integer Rényi orders: the closed form below holds for these
 
 
-def _log_add(a: float, b: float) -> float:
-    hi, lo = max(a, b), min(a, b)
-    return hi if lo == -math.inf else hi + math.log1p(math.exp(lo - hi))
-
-
 def rdp_sampled_gaussian(q: float, sigma: float, alpha: int) -> float:
     """Rényi DP at order alpha of one step of the Poisson-sampled Gaussian mechanism (rate q, noise sigma):
     log(sum_k C(alpha, k) (1 - q)^(alpha - k) q^k exp((k^2 - k) / (2 sigma^2))) / (alpha - 1)."""
+    from scipy.special import gammaln, logsumexp
+
     if q == 0:
         return 0.0
     if q == 1:
         return alpha / (2 * sigma**2)
-    log_a = -math.inf
-    for k in range(alpha + 1):
-        term = (math.lgamma(alpha + 1) - math.lgamma(k + 1) - math.lgamma(alpha - k + 1)
-                + k * math.log(q) + (alpha - k) * math.log1p(-q) + (k * k - k) / (2 * sigma**2))
-        log_a = _log_add(log_a, term)
-    return log_a / (alpha - 1)
+    k = np.arange(alpha + 1, dtype=np.float64)
+    terms = (gammaln(alpha + 1) - gammaln(k + 1) - gammaln(alpha - k + 1) + k * math.log(q)
+             + (alpha - k) * math.log1p(-q) + (k * k - k) / (2 * sigma**2))
+    return float(logsumexp(terms)) / (alpha - 1)
 
 
 def dp_epsilon(q: float, sigma: float, steps: int, delta: float, orders: tuple[int, ...] = ORDERS) -> float:
