@@ -65,7 +65,8 @@ def synthesizers(args) -> dict:
     out = {"genlab copula (baseline)": genlab_synth("copula"),
            "genlab vae": genlab_synth("vae", steps=args.steps),
            "genlab ddpm": genlab_synth("ddpm", steps=args.steps),
-           "genlab gan": genlab_synth("gan", steps=args.steps)}
+           "genlab gan": genlab_synth("gan", steps=args.steps,
+                                      options=json.loads(args.gan_options) if args.gan_options else None)}
     if not args.no_peers:
         out |= {"CTGAN (SDV)": peer("CTGAN"), "TVAE (SDV)": peer("TVAE")}
     return out
@@ -90,6 +91,8 @@ def main() -> None:
     ap.add_argument("--dp-steps", type=int, default=300)
     ap.add_argument("--tables", default=",".join(TABLES))
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--gan-options", default="", help='JSON options for genlab gan, e.g. \'{"loss": "ns", "pac": 1}\' '
+                    "(genlab's plain GAN instead of CTGAN's recipe)")
     ap.add_argument("--out", type=Path, default=Path("runs/synth_tables.json"))
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -116,11 +119,13 @@ def main() -> None:
                         "dcr_holdout": m["privacy"]["dcr_holdout_median"], "mia_auc": m["privacy"]["mia_auc"],
                         "copies": m["privacy"]["exact_copies"], "seconds": secs}
                 if s is not None and s.epsilon_:
-                    vals["epsilon"] = s.epsilon_
+                    vals["epsilon"], vals["noise_multiplier"] = s.epsilon_, s.noise_multiplier_
                 for k, v in vals.items():
                     r.setdefault(k, []).append(float(v))
                 print(f"{table} seed {seed} {name}: fidelity {vals['fidelity']:.3f} TSTR {key} {vals['tstr']:.3f} "
-                      f"(real {vals['trtr']:.3f}) MIA {vals['mia_auc']:.3f} {secs:.0f}s", flush=True)
+                      f"(real {vals['trtr']:.3f}) MIA {vals['mia_auc']:.3f} {secs:.0f}s"
+                      + (f" noise multiplier {vals['noise_multiplier']:.2f}" if "noise_multiplier" in vals else ""),
+                      flush=True)
         save(rows, args)
     table_out = save(rows, args)
     for t, d in table_out.items():

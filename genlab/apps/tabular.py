@@ -29,7 +29,7 @@ from .anomaly import seed_of
 from .table_codec import TableCodec, round_to
 
 # CTGAN's recipe (Xu et al. 2019): WGAN-GP with PacGAN's packing of 10 rows; genlab's default non-saturating GAN
-# without it collapses onto one mode of a table (fidelity 0.38 against 0.84 on ISLR Credit, one seed)
+# without it collapses on a table (fidelity 0.46 against 0.86 on ISLR Credit: docs/BENCHMARKS.md §29)
 KIND_OPTIONS = {"gan": {"loss": "wgan-gp", "pac": 10}}
 DP_KINDS = ("vae", "ddpm")  # one loss, one optimiser, layers Opacus computes per-row gradients of
 
