@@ -38,6 +38,11 @@ def seed_of(random_state: Any) -> int:
     raise GenlabError(f"random_state must be a non-negative integer or None, got {random_state!r}")
 
 
+def budget_of(est: Any) -> dict[str, Any]:
+    """An estimator's training budget as genlab.train takes it: minutes when given, else steps."""
+    return {"minutes": est.minutes} if est.minutes is not None else {"steps": est.steps}
+
+
 class AnomalyDetector(BaseEstimator):
     """kind: any genlab kind with `reconstruct` (score="reconstruction": mean squared error per row, in the
     standardised space) or `log_prob` (score="nll": -log p(x) in nats); "auto" takes reconstruction where the
@@ -74,8 +79,7 @@ class AnomalyDetector(BaseEstimator):
         torch.manual_seed(self.seed_)
         model = genlab.create(self.kind, data.spec, **(self.options or {}))
         self.score_ = self._method(model)
-        budget = {"minutes": self.minutes} if self.minutes is not None else {"steps": self.steps}
-        genlab.train(model, data, **budget, batch_size=min(self.batch_size, len(data)), seed=self.seed_,
+        genlab.train(model, data, **budget_of(self), batch_size=min(self.batch_size, len(data)), seed=self.seed_,
                      device=self.device, progress=self.verbose)
         self.model_ = model
         self.n_features_in_ = int(np.prod(data.x.shape[1:]))

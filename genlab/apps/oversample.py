@@ -21,7 +21,7 @@ import torch
 from sklearn.base import BaseEstimator
 
 from ..errors import GenlabError
-from .anomaly import seed_of
+from .anomaly import budget_of, seed_of
 
 MODES = ("per-class", "conditional")
 MIN_ROWS = 5  # a class with fewer rows cannot be modelled on its own
@@ -108,8 +108,7 @@ class GenerativeOversampler(BaseEstimator):
         add = {c: n for c, n in target_counts(self.sampling_strategy, counts).items() if n > 0}
         self.sampling_strategy_ = dict(add)
         self.seed_ = seed_of(self.random_state)
-        budget = {"minutes": self.minutes} if self.minutes is not None else {"steps": self.steps}
-        train_opts = {**budget, "seed": self.seed_, "device": self.device, "progress": self.verbose}
+        train_opts = {**budget_of(self), "seed": self.seed_, "device": self.device, "progress": self.verbose}
         new_x, new_y = [], []
         if self.mode == "conditional" and add:
             data, _ = from_arrays(X_arr, codes, test_fraction=0, name="oversample")

@@ -11,6 +11,7 @@ one seen in training. Numeric columns with missing values get a two-way "missing
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -56,6 +57,20 @@ def as_named(df):
     if dup:
         raise GenlabError(f"the table has more than one column named {', '.join(dup)}; rename them")
     return df.set_axis(names, axis=1)
+
+
+def category_codes(c: ColumnCodec, v: np.ndarray) -> np.ndarray:
+    """(N,) indices into c.categories of a categorical column's values (a missing value: the None category);
+    a value not seen in training is a GenlabError."""
+    miss = is_missing(v)
+    index = {cat: i for i, cat in enumerate(c.categories)}
+    out = np.empty(len(v), dtype=np.int64)
+    for r, val in enumerate(v):
+        key = None if miss[r] else _plain(val)
+        if key not in index:
+            raise GenlabError(f"column '{c.name}' has value {key!r} at row {r}, not seen in training")
+        out[r] = index[key]
+    return out
 
 
 def is_missing(values: np.ndarray) -> np.ndarray:
@@ -128,10 +143,8 @@ class TableCodec:
             except TypeError:
                 raise GenlabError(f"column '{name}' holds values that cannot be categories (lists or dicts?); "
                                   "convert them to text first") from None
-            try:
+            with contextlib.suppress(TypeError):  # mixed types: keep the order of appearance
                 seen = sorted(seen)
-            except TypeError:  # mixed types: keep the order of appearance
-                pass
             col = ColumnCodec(name, "categorical", dtype, categories=seen + ([None] if miss.any() else []))
             if dtype == "category":  # the dtype's own categories and order come back on decoding
                 col.levels, col.ordered = [_plain(v) for v in s.cat.categories], bool(s.cat.ordered)
@@ -185,16 +198,8 @@ class TableCodec:
         return np.concatenate([self._encode_column(c, df[c.name].to_numpy(), rng) for c in self.columns], 1)
 
     def _encode_column(self, c: ColumnCodec, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        miss = is_missing(v)
         if c.type == "categorical":
-            out = np.zeros((len(v), len(c.categories)))
-            index = {cat: i for i, cat in enumerate(c.categories)}
-            for r, val in enumerate(v):
-                key = None if miss[r] else _plain(val)
-                if key not in index:
-                    raise GenlabError(f"column '{c.name}' has value {key!r} at row {r}, not seen in training")
-                out[r, index[key]] = 1
-            return out
+            return np.eye(len(c.categories))[category_codes(c, v)]
         import pandas as pd
 
         try:

@@ -25,8 +25,8 @@ import torch
 from sklearn.base import BaseEstimator
 
 from ..errors import GenlabError
-from .anomaly import seed_of
-from .table_codec import TableCodec, round_to
+from .anomaly import budget_of, seed_of
+from .table_codec import TableCodec, category_codes, round_to
 
 # CTGAN's recipe (Xu et al. 2019): WGAN-GP with PacGAN's packing of 10 rows; genlab's default non-saturating GAN
 # without it collapses on a table (fidelity 0.46 against 0.86 on ISLR Credit: docs/BENCHMARKS.md §29)
@@ -62,7 +62,7 @@ class GaussianCopula:
         for c in codec.columns:
             v = df[c.name].to_numpy()
             if c.type == "categorical":
-                idx = np.asarray([c.categories.index(_key(a)) for a in v])
+                idx = category_codes(c, v)
                 p = np.bincount(idx, minlength=len(c.categories)) / len(v)
                 lo = np.r_[0, np.cumsum(p)[:-1]]
                 u = lo[idx] + p[idx] * rng.random(len(v))  # uniform inside the category's interval
@@ -116,19 +116,6 @@ class GaussianCopula:
         return g
 
 
-def _key(v: Any) -> Any:
-    from .table_codec import _plain
-
-    try:
-        import pandas as pd
-
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return _plain(v)
-
-
 class TabularSynthesizer(BaseEstimator):
     """kind: a genlab kind that samples vectors, or "copula"; steps / minutes: the training budget; options: the
     kind's config options; categorical: columns to model as categories (dtype category/bool ones always are;
@@ -179,11 +166,10 @@ class TabularSynthesizer(BaseEstimator):
 
             self.epsilon_, self.delta_ = train_private(self, data)
             return self
-        budget = {"minutes": self.minutes} if self.minutes is not None else {"steps": self.steps}
         batch = min(self.batch_size, len(data))
         pac = getattr(self.model_.config, "pac", 1)
         batch = max(pac, batch - batch % pac)  # PacGAN judges whole packs
-        genlab.train(self.model_, data, **budget, batch_size=batch, seed=self.seed_, device=self.device,
+        genlab.train(self.model_, data, **budget_of(self), batch_size=batch, seed=self.seed_, device=self.device,
                      progress=self.verbose)
         return self
 
