@@ -401,6 +401,50 @@ def report(run: Path = typer.Argument(..., help="run directory"),
 
 
 @app.command()
+def compare(runs: list[Path] = typer.Argument(..., help="run directories, each evaluated (`genlab eval`)"),
+            out: Path = typer.Option(Path("compare"), "--out", help="directory for compare.html, .md and .csv")
+            ) -> None:
+    """One table across evaluated runs (FID, KID, precision/recall, density/coverage, NLL, samples/s, network
+    evaluations, parameters, training time), with quality-vs-speed, precision-recall and trilemma plots and a
+    mosaic of samples. Rows evaluated under different protocols get different letters and a note."""
+    from .report.compare import compare_runs, to_markdown, write_comparison
+
+    c = compare_runs(runs)
+    paths = write_comparison(c, out)
+    print(to_markdown(c), end="")
+    print(f"wrote {paths['html']}, {paths['md'].name}, {paths['csv'].name}")
+
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks across families.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("trilemma")
+def bench_trilemma(
+    data: str = typer.Option(..., "--data", help="dataset name (`genlab datasets`)"),
+    minutes: float = typer.Option(..., "--minutes", help="training budget of each family, wall-clock minutes"),
+    out: Path | None = typer.Option(None, "--out", help="benchmark directory (default runs/trilemma-DATA); "
+                                    "run the same command again to resume it"),
+    seed: int = typer.Option(0),
+    n: int | None = typer.Option(None, "--n", help="samples per evaluation (default: the protocol's)"),
+    metrics: str | None = typer.Option(None, help="comma-separated (default: every metric that applies)"),
+    kinds: str | None = typer.Option(None, help="comma-separated subset of the representatives"),
+    device: str = typer.Option("auto"),
+) -> None:
+    """Train one representative of every family at the same wall-clock budget and seed, evaluate each with the
+    protocol (diffusion once per sampler), and write the comparison (compare.html, .md, .csv). Resumable."""
+    from .bench import trilemma
+    from .report.compare import to_markdown
+
+    split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None
+    out = out or Path("runs") / f"trilemma-{data}"
+    c = trilemma(data, minutes, out, seed=seed, n=n, metrics=split(metrics), device=device, progress=_progress(),
+                 kinds=split(kinds))
+    print(to_markdown(c), end="")
+    print(f"wrote {out / 'compare.html'}, compare.md, compare.csv")
+
+
+@app.command()
 def extractor(data: str = typer.Option(..., "--data", help="labelled image dataset"),
               out: Path = typer.Option(..., "--out", help="FILE.safetensors"),
               epochs: int = typer.Option(12), seed: int = typer.Option(0)) -> None:

@@ -144,6 +144,8 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
     # attribute, not a parameter or a buffer, so it is in no state_dict, no optimizer and no saved file (the
     # Trainer saves the same average as ema.safetensors). It stays set after training: the final average.
     ema_state: dict[str, torch.Tensor] | None = None
+    # list-valued diagnostics the report draws as bars at the end of training: key -> (caption, sort descending)
+    diagnostic_plots: ClassVar[dict[str, tuple[str, bool]]] = {}
 
     def __init__(self, spec: DataSpec, config: Any):
         super().__init__()
@@ -234,6 +236,13 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         """The class that builds this kind for this data: one kind may have a form per kind of data (realnvp on
         images and on vectors), each with its own Config. Default: this class."""
         return cls
+
+    @classmethod
+    def bench_samplers(cls, spec: DataSpec) -> tuple[dict[str, Any], ...]:
+        """Sampling options with which `genlab bench trilemma` evaluates this kind on data like `spec`, one
+        evaluation each; () (the default): the kind does not stand for its family there. The benchmark trains
+        the first kind of each family that declares some."""
+        return ()
 
     @classmethod
     def config_defaults(cls, spec: DataSpec) -> dict[str, Any]:

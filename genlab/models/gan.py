@@ -284,6 +284,10 @@ class Discriminator(nn.Module):
 class GAN(GenerativeModel):
     kind = "gan"
     family = "gan"
+
+    @classmethod
+    def bench_samplers(cls, spec):
+        return ({},)
     Config = GANConfig
     SampleOptions = GANSampleOptions
 

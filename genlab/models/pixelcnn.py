@@ -146,6 +146,10 @@ class PixelSampleOptions:
 class PixelCNN(GenerativeModel):
     kind = "pixelcnn"
     family = "autoregressive"
+
+    @classmethod
+    def bench_samplers(cls, spec):
+        return ({},) if spec.is_image else ()
     log_prob_type = "exact"
     Config = PixelCNNConfig
     SampleOptions = PixelSampleOptions

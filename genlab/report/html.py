@@ -42,8 +42,25 @@ def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def curves_png(history: list[dict[str, Any]]) -> bytes | None:
-    """One panel per logged number (loss terms, lr, throughput, active units) against the step."""
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (the figure is closed)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def figure_b64(fig) -> str:
+    """A matplotlib figure as base64 PNG for an <img src="data:..."> (the figure is closed)."""
+    return base64.b64encode(figure_png(fig)).decode()
+
+
+def curves_png(history: list[dict[str, Any]], plots: dict[str, tuple[str, bool]] | None = None) -> bytes | None:
+    """One panel per logged number (loss terms, lr, throughput, active units) against the step; under them, the
+    last value of each list-valued diagnostic the family declares in `plots` (key -> (caption, sorted)) as bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,45 +69,32 @@ def curves_png(history: list[dict[str, Any]]) -> bytes | None:
     skip = {"step", "epoch", "time"}
     keys = [k for k in dict.fromkeys(k for r in history for k in r) if k not in skip
             and all(isinstance(r.get(k), (int, float)) for r in history if k in r)]
-    if not keys:
+    bars = [(k, *plots[k], last) for k in (plots or {})
+            if (last := next((r[k] for r in reversed(history) if isinstance(r.get(k), list)), None))]
+    if not keys and not bars:
         return None
-    cols = min(3, len(keys))
+    cols = max(1, min(3, len(keys)))
     rows = (len(keys) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), dpi=90, squeeze=False)
-    for ax, k in zip(axes.flat, keys):
+    fig = plt.figure(figsize=(4 * cols, 2.6 * rows + 2.4 * len(bars)), dpi=90)
+    grid = fig.add_gridspec(rows + len(bars), cols)
+    for i, k in enumerate(keys):
+        ax = fig.add_subplot(grid[i // cols, i % cols])
         pts = [(r["step"], r[k]) for r in history if k in r]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.2)
         ax.set_title(k, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
-    last_kl = next((r["kl_per_dim"] for r in reversed(history) if "kl_per_dim" in r), None)
+    for j, (_k, caption, sort, vals) in enumerate(bars):
+        ax = fig.add_subplot(grid[rows + j, :])
+        vals = sorted(vals, reverse=True) if sort else vals
+        ax.bar(range(len(vals)), vals, color="#1f77b4")
+        ax.set_title(caption, fontsize=9)
+        ax.tick_params(labelsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    if last_kl is None:
-        return buf.getvalue()
-    # a second figure: KL per latent dimension at the end, sorted (posterior collapse at a glance)
-    fig2, ax = plt.subplots(figsize=(6, 2.4), dpi=90)
-    vals = sorted(last_kl, reverse=True)
-    ax.bar(range(len(vals)), vals, color="#1f77b4")
-    ax.set_title("KL per latent dimension at the end of training (nats, sorted)", fontsize=9)
-    ax.tick_params(labelsize=7)
-    fig2.tight_layout()
-    buf2 = io.BytesIO()
-    fig2.savefig(buf2, format="png")
-    plt.close(fig2)
-    from PIL import Image
-
-    a, b = Image.open(io.BytesIO(buf.getvalue())), Image.open(io.BytesIO(buf2.getvalue()))
-    both = Image.new("RGB", (max(a.width, b.width), a.height + b.height), "white")
-    both.paste(a, (0, 0))
-    both.paste(b, (0, a.height))
-    out = io.BytesIO()
-    both.save(out, format="PNG")
-    return out.getvalue()
+    return buf.getvalue()
 
 
 def write_report(run: str | Path, out: str | Path | None = None) -> Path:
@@ -105,7 +109,10 @@ def write_report(run: str | Path, out: str | Path | None = None) -> Path:
         raise GenlabError(f"{run} is not a genlab run (no config.json and metrics.jsonl)")
     meta = rd.meta
     history = rd.history
-    curves = curves_png(history) if history else None
+    from ..models import REGISTRY
+
+    plots = getattr(REGISTRY.get(meta.get("kind")), "diagnostic_plots", {})
+    curves = curves_png(history, plots) if history else None
     samples = sorted((run / "samples").glob("step_*.png")) if (run / "samples").is_dir() else []
     if len(samples) > 12:  # keep the page light: an even spread, always with the last
         idx = sorted({round(i * (len(samples) - 1) / 11) for i in range(12)})

@@ -4,15 +4,13 @@ distances to the closest record."""
 
 from __future__ import annotations
 
-import base64
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..io import atomic_write_bytes
-from .html import PAGE
+from .html import PAGE, figure_b64
 
 BODY = """<!doctype html>
 <html><head><meta charset="utf-8"><title>genlab synthetic table: {{ title }}</title>
@@ -55,16 +53,6 @@ without noise and must be public for ε to hold.</p>{% endif %}
 """
 
 
-def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
 def figures(real, syn, codec, metrics: dict[str, Any]) -> list[tuple[str, str]]:
     import matplotlib
 
@@ -97,7 +85,7 @@ def figures(real, syn, codec, metrics: dict[str, Any]) -> list[tuple[str, str]]:
     for ax in list(axes.flat)[len(cols):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
-    out.append(("each column, real vs synthetic (score in brackets)", _png(fig)))
+    out.append(("each column, real vs synthetic (score in brackets)", figure_b64(fig)))
     nums = [c.name for c in cols if c.type == "numeric"]
     if len(nums) >= 2:
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), dpi=80)
@@ -111,7 +99,7 @@ def figures(real, syn, codec, metrics: dict[str, Any]) -> list[tuple[str, str]]:
             ax.set_xticks(range(len(nums)), [n[:10] for n in nums], rotation=60, fontsize=6)
             ax.set_yticks(range(len(nums)), [n[:10] for n in nums], fontsize=6)
             fig.colorbar(im, ax=ax, shrink=0.7)
-        out.append(("correlations of the numeric columns", _png(fig)))
+        out.append(("correlations of the numeric columns", figure_b64(fig)))
     p = metrics["privacy"]
     fig, ax = plt.subplots(figsize=(5, 2.8), dpi=80)
     hi = max(max(p["dcr_synthetic"], default=0), max(p["dcr_holdout"], default=0)) or 1
@@ -120,7 +108,7 @@ def figures(real, syn, codec, metrics: dict[str, Any]) -> list[tuple[str, str]]:
     ax.hist(p["dcr_synthetic"], bins=bins, density=True, alpha=0.5, label="synthetic -> train")
     ax.set_xlabel("distance to the closest training record (Gower)", fontsize=8)
     ax.legend(fontsize=7)
-    out.append(("distance to the closest record", _png(fig)))
+    out.append(("distance to the closest record", figure_b64(fig)))
     return out
 
 

@@ -14,6 +14,7 @@ memory and writes nothing.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import json
 import math
@@ -588,6 +589,10 @@ class _StopSignals:
         self._restore()
 
 
+# A rich Progress shown by an outer job (`genlab bench`): training adds its bar to it instead of opening its own
+SHARED_PROGRESS: contextvars.ContextVar = contextvars.ContextVar("genlab_shared_progress", default=None)
+
+
 class _Progress:
     """A rich progress bar with loss and images/s (steps, or seconds under a minutes budget)."""
 
@@ -595,28 +600,33 @@ class _Progress:
         self.enabled, self.by_time = enabled, total_steps is None
         self.total = total_steps if total_steps is not None else minutes * 60
         self.start = elapsed if self.by_time else start
-        self.p = None
+        self.p, self.owned = None, False
 
     def __enter__(self):
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            cols = [TextColumn("[bold]train"), BarColumn(), TextColumn("{task.percentage:>3.0f}%")]
-            if not self.by_time:
-                cols.append(MofNCompleteColumn())
-            cols += [TextColumn("loss {task.fields[loss]:.4g}  {task.fields[rate]:.0f} img/s"), TimeRemainingColumn()]
-            self.p = Progress(*cols, transient=False)
-            self.p.__enter__()
-            self.task = self.p.add_task("train", total=self.total, completed=self.start, loss=float("nan"), rate=0.0)
+            self.p = SHARED_PROGRESS.get()
+            if self.p is None:
+                cols = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%")]
+                if not self.by_time:
+                    cols.append(MofNCompleteColumn())
+                cols += [TextColumn("{task.fields[extra]}"), TimeRemainingColumn()]
+                self.p, self.owned = Progress(*cols, transient=False), True
+                self.p.__enter__()
+            self.task = self.p.add_task("train", total=self.total, completed=self.start, extra="")
         return self
 
     def update(self, step: int, elapsed: float, loss: float, rate: float) -> None:
         if self.p is not None:
-            self.p.update(self.task, completed=min(elapsed if self.by_time else step, self.total), loss=loss, rate=rate)
+            self.p.update(self.task, completed=min(elapsed if self.by_time else step, self.total),
+                          extra=f"loss {loss:.4g}  {rate:.0f} img/s")
 
     def __exit__(self, *exc):
-        if self.p is not None:
+        if self.p is not None and self.owned:
             self.p.__exit__(*exc)
+        elif self.p is not None:
+            self.p.remove_task(self.task)
 
 
 # training options a resumed run may change (recorded in config.json's "history"); the rest make the weights

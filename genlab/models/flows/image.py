@@ -241,6 +241,10 @@ class RealNVP(ImageFlow):
     Config = RealNVPConfig
 
     @classmethod
+    def bench_samplers(cls, spec):
+        return ({},)
+
+    @classmethod
     def for_data(cls, spec):
         """Images: this flow; vectors and tables: zuko's affine couplings (flows.vector.VectorRealNVP)."""
         if spec.is_image:

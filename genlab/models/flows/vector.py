@@ -132,6 +132,10 @@ class MAF(VectorFlow):
     kind = "maf"
     Config = MAFConfig
 
+    @classmethod
+    def bench_samplers(cls, spec):
+        return () if spec.is_image else ({},)  # images: realnvp (inverting a MAF costs one pass per pixel)
+
     def _build(self, flows, features, context):
         c = self.config
         return flows.MAF(features, context, transforms=c.transforms, hidden_features=tuple(c.hidden))

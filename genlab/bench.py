@@ -1,0 +1,138 @@
+"""`genlab bench trilemma`: the generative learning trilemma (Xiao et al. 2022) measured on one dataset.
+
+One representative of every family (the first kind of each family that declares `bench_samplers` for the data)
+is trained at the same wall-clock budget and seed, evaluated with the protocol once per declared sampler, and
+compared (genlab.report.compare). The benchmark directory holds one run per kind, bench.json (the plan and the
+stages done) and the comparison; a killed benchmark resumes where it stopped: a training run from its newest
+checkpoint, an evaluation from the start.
+
+    OUT/bench.json      data, minutes, seed, n, metrics; the kinds and their samplers; the stages done
+    OUT/KIND/           a genlab run per kind
+    OUT/compare.html    the comparison (and compare.md, compare.csv)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Any
+
+from .errors import GenlabError
+from .io import atomic_write_json, read_json
+
+PLAN_KEYS = ("data", "minutes", "seed", "n", "metrics")
+
+
+def representatives(spec) -> list[tuple[str, tuple[dict[str, Any], ...]]]:
+    """(kind, sampling options to evaluate) for the first kind of each family that declares some for `spec`."""
+    from .models import REGISTRY
+
+    out, families = [], set()
+    for kind, cls in REGISTRY.items():
+        samplers = cls.for_data(spec).bench_samplers(spec)
+        if samplers and cls.family not in families:
+            families.add(cls.family)
+            out.append((kind, samplers))
+    return out
+
+
+def _stage(kind: str, opts: dict[str, Any]) -> str:
+    return "eval " + kind + "".join(f" {k}={v}" for k, v in opts.items())
+
+
+def trilemma(data: str, minutes: float, out: str | Path, seed: int = 0, n: int | None = None,
+             metrics: list[str] | None = None, device: str = "auto", progress: bool = False,
+             kinds: list[str] | None = None):
+    """Train, evaluate and compare every family on `data`; returns the Comparison. Running it again on the same
+    `out` resumes (the data, budget, seed, n and metrics must be the same); kinds: a subset of the
+    representatives (default all)."""
+    from .data import load_dataset
+    from .metrics.protocol import evaluate
+    from .models import create
+    from .report.compare import compare_runs, write_comparison
+    from .training import train
+
+    if not isinstance(minutes, (int, float)) or not math.isfinite(minutes) or minutes <= 0:
+        raise GenlabError(f"--minutes must be a positive number of minutes per family, got {minutes}")
+    dataset = load_dataset(data)
+    plan = representatives(dataset.spec)
+    if kinds:
+        unknown = sorted(set(kinds) - {k for k, _ in plan})
+        if unknown:
+            raise GenlabError(f"{', '.join(unknown)} is not a representative here; choose from "
+                              f"{', '.join(k for k, _ in plan)}")
+        plan = [(k, s) for k, s in plan if k in kinds]
+    out = Path(out)
+    state_path = out / "bench.json"
+    options = {"data": data, "minutes": minutes, "seed": seed, "n": n, "metrics": metrics}
+    state = {**options, "kinds": {k: list(s) for k, s in plan}, "done": []}
+    if state_path.is_file():
+        old = read_json(state_path)
+        changed = [k for k in PLAN_KEYS if old.get(k) != options[k]]
+        if changed:
+            k = changed[0]
+            raise GenlabError(f"{out} holds a trilemma benchmark with {k}={old.get(k)!r}, not {options[k]!r}; "
+                              "resume it with the same options or choose another --out")
+        state["done"] = old.get("done", [])
+    elif out.exists() and any(out.iterdir()):
+        raise GenlabError(f"{out} is not empty and holds no trilemma benchmark; choose another --out")
+    atomic_write_json(state_path, state)
+    stages = [(kind, None) for kind, _ in plan] + [(kind, s) for kind, samplers in plan for s in samplers]
+    stages = sorted(stages, key=lambda st: [k for k, _ in plan].index(st[0]))  # a kind trained, then evaluated
+
+    def done(name: str) -> None:
+        state["done"].append(name)
+        atomic_write_json(state_path, state)
+
+    with _overall(progress, len(stages)) as bar:
+        for kind, opts in stages:
+            name = f"train {kind}" if opts is None else _stage(kind, opts)
+            bar.describe(name)
+            if name not in state["done"]:
+                run = out / kind
+                if opts is None:
+                    from .runs import RunDir
+
+                    model = create(kind, dataset.spec)
+                    train(model, dataset, minutes=minutes, out=run, resume=RunDir(run).is_run, seed=seed,
+                          device=device, progress=progress, data={"name": data, "opts": {}})
+                else:
+                    evaluate(run, metrics=metrics, n=n, seed=seed, device=device, sample_opts=opts)
+                done(name)
+            bar.advance()
+    c = compare_runs([out / kind for kind, _ in plan])
+    write_comparison(c, out)
+    return c
+
+
+class _Bar:
+    def __init__(self, p=None, task=None):
+        self.p, self.task = p, task
+
+    def describe(self, name: str) -> None:
+        if self.p is not None:
+            self.p.update(self.task, description=f"[bold]trilemma[/bold] {name}")
+
+    def advance(self) -> None:
+        if self.p is not None:
+            self.p.advance(self.task)
+
+
+@contextlib.contextmanager
+def _overall(enabled: bool, total: int):
+    """One rich view over the whole benchmark: the stages done, and the current training's own bar under it."""
+    if not enabled:
+        yield _Bar()
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .training.trainer import SHARED_PROGRESS
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[extra]}"), TimeElapsedColumn()) as p:
+        token = SHARED_PROGRESS.set(p)
+        try:
+            yield _Bar(p, p.add_task("trilemma", total=total, extra=""))
+        finally:
+            SHARED_PROGRESS.reset(token)

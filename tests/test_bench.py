@@ -1,0 +1,82 @@
+"""`genlab bench trilemma`: every family at one budget, resumable after a kill, one comparison."""
+
+import json
+
+import pytest
+
+from genlab.bench import representatives, trilemma
+from genlab.cli import main
+from genlab.data import load_dataset
+from genlab.io import file_sha256
+from genlab.models import REGISTRY
+
+from .helpers import one_line_error
+
+FAST = dict(minutes=0.02, n=300, metrics=["fid", "pr", "dc", "modes"])
+
+
+def test_one_representative_per_family_that_fits_the_data():
+    vec = representatives(load_dataset("gaussians25").spec)
+    img = representatives(load_dataset("digits").spec)
+    for plan in (vec, img):
+        families = [REGISTRY[k].family for k, _ in plan]
+        assert len(families) == len(set(families))
+    assert [k for k, _ in vec] == ["vae", "ddpm", "gan", "maf"]
+    assert [k for k, _ in img] == ["vae", "ddpm", "gan", "realnvp", "pixelcnn"]
+    assert [s["sampler"] for s in dict(vec)["ddpm"]] == ["ddpm", "ddim", "dpm++"]
+
+
+def test_a_killed_benchmark_resumes_to_the_full_comparison(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    import genlab.metrics.protocol as protocol
+    from genlab.models import DDPM
+
+    # two of the declared samplers, shorter: 1000 ancestral steps would be most of this test's time
+    monkeypatch.setattr(DDPM, "bench_samplers", classmethod(lambda cls, spec: (
+        {"sampler": "ddpm", "steps": 100}, {"sampler": "ddim", "steps": 10})))
+
+    real, calls = protocol.evaluate, []
+
+    def killed_on_the_third(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(protocol, "evaluate", killed_on_the_third)
+    out = tmp_path / "tri"
+    with pytest.raises(KeyboardInterrupt):
+        trilemma("gaussians25", out=out, **FAST)
+    state = json.loads((out / "bench.json").read_text())
+    assert state["done"] == ["train vae", "eval vae", "train ddpm", "eval ddpm sampler=ddpm steps=100"]
+    vae_weights = file_sha256(out / "vae" / "model.safetensors")
+    c = trilemma("gaussians25", out=out, **FAST)
+    assert file_sha256(out / "vae" / "model.safetensors") == vae_weights  # done stages are not redone
+    assert len(calls) == 3 + 3  # the killed evaluation again, then the rest
+    assert [r["run"] for r in c.rows] == ["vae", "ddpm (sampler=ddim, steps=10)", "ddpm (sampler=ddpm, steps=100)",
+                                          "gan", "maf"]
+    assert {r["protocol"] for r in c.rows} == {"A"} and all(r["modes"].count("/25") == 1 for r in c.rows)
+    for r in c.rows:  # the same wall-clock budget for every family
+        assert 0.02 <= r["train_minutes"] < 0.2, r
+    assert (out / "compare.html").is_file() and (out / "compare.md").read_text().count("\n| ") == 5
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("x")
+    (tmp_path / "tri").mkdir()
+    (tmp_path / "tri" / "bench.json").write_text(json.dumps({"data": "gaussians25", "minutes": 5, "seed": 0,
+                                                             "n": None, "metrics": None, "done": []}))
+    base = ["bench", "trilemma", "--data", "gaussians25"]
+    for argv, pattern in [
+        ([*base, "--minutes", "0", "--out", str(tmp_path / "a")], "--minutes must be a positive number"),
+        ([*base, "--minutes", "nan", "--out", str(tmp_path / "a")], "--minutes must be a positive number"),
+        ([*base, "--minutes", "1", "--out", str(tmp_path / "busy")], "is not empty and holds no trilemma"),
+        ([*base, "--minutes", "1", "--out", str(tmp_path / "tri")], "minutes=5, not 1.0"),
+        ([*base, "--minutes", "1", "--kinds", "pixelcnn", "--out", str(tmp_path / "a")], "not a representative"),
+        (["bench", "trilemma", "--data", "nope", "--minutes", "1"], "unknown dataset"),
+    ]:
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        one_line_error(e.value.code, capsys.readouterr().err, pattern)
+    assert json.loads((tmp_path / "tri" / "bench.json").read_text())["minutes"] == 5  # untouched
