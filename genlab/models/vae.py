@@ -71,6 +71,11 @@ def gaussian_log_density(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tens
 class VAE(LatentModel):
     kind = "vae"
     family = "vae"
+    diagnostic_plots = {"kl_per_dim": ("KL per latent dimension at the end of training (nats, sorted)", True)}
+
+    @classmethod
+    def bench_samplers(cls, spec):
+        return ({},)
     Config = VAEConfig
     SampleOptions = VAESampleOptions
     log_prob_type = "bound"

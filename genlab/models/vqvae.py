@@ -61,6 +61,8 @@ def perplexity(codes: torch.Tensor, K: int) -> torch.Tensor:
 
 class VQVAE(GenerativeModel):
     kind = "vqvae"
+    diagnostic_plots = {"code_usage": ("codebook usage at the end of training (share of code positions, sorted)",
+                                       True)}
     family = "autoencoder"
     Config = VQVAEConfig
 
@@ -113,7 +115,9 @@ class VQVAE(GenerativeModel):
     def diagnostics(self, x, y):
         codes = self.encode(x)
         used = torch.bincount(codes.flatten(), minlength=self.K)
-        return {"perplexity": float(perplexity(codes, self.K)), "dead_codes": int((used == 0).sum())}
+        share = (used.double() / max(1, codes.numel())).tolist()
+        return {"perplexity": float(perplexity(codes, self.K)), "dead_codes": int((used == 0).sum()),
+                "code_usage": [round(v, 5) for v in share]}
 
     # ---- capabilities
     @torch.no_grad()

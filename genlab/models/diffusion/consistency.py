@@ -134,6 +134,9 @@ class Consistency(DDPM):
             return {k: v.detach() for k, v in self.net.state_dict().items()}
         return {k[4:]: v for k, v in ema.items() if k.startswith("net.")}
 
+    def diagnostics(self, x, y):
+        return {}  # the consistency loss has no per-timestep denoising target
+
     def forward(self, x, y, phase="model", step=0):
         c, B = self.config, x.shape[0]
         N = self.n_levels(step)

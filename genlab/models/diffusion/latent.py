@@ -87,6 +87,9 @@ class LDM(DDPM):
     def forward(self, x, y, phase="model", step=0):
         return super().forward(self.codes(x), y, phase, step)
 
+    def diagnostics(self, x, y):
+        return super().diagnostics(self.codes(x), y)
+
     @torch.no_grad()
     def _sample(self, n, *, seed, labels, options, progress):
         z, info = super()._sample(n, seed=seed, labels=labels, options=options, progress=progress)

@@ -122,6 +122,13 @@ def resolve_arch(arch: str, spec: DataSpec) -> str:
 class DDPM(GenerativeModel):
     kind = "ddpm"
     family = "diffusion"
+    diagnostic_plots = {"loss_by_t": ("denoising loss at 10 timesteps from t = 0 (clean) to T (noise), at the end",
+                                      False)}
+
+    @classmethod
+    def bench_samplers(cls, spec):
+        # the rows of Xiao et al. (2022, Table 1): ancestral DDPM at its 1000 steps, DDIM at 50; and DPM-Solver++
+        return ({"sampler": "ddpm", "steps": 1000}, {"sampler": "ddim", "steps": 50}, {"sampler": "dpm++", "steps": 20})
     Config = DiffusionConfig
     SampleOptions = DiffusionSampleOptions
 
@@ -228,6 +235,22 @@ class DDPM(GenerativeModel):
             err = err * (w / snr if c.target == "eps" else w if c.target == "x0" else w / (snr + 1))
         loss = err.mean()
         return loss, {"loss": loss}
+
+    @torch.no_grad()
+    def diagnostics(self, x, y):
+        """The unweighted denoising loss at 10 timesteps spread over [0, T), on 64 fixed examples with fixed
+        noise: which noise levels the network has learnt (training minimises their mean, Ho et al. 2020)."""
+        c = self.config
+        x, y = x[:64], (y[:64] if y is not None else None)
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0)).to(x.device, x.dtype)
+        cond = self.conditioner(y)
+        out = []
+        for step in ((torch.arange(10) + 0.5) * c.timesteps / 10).long().tolist():
+            t = torch.full((len(x),), step, device=x.device, dtype=torch.long)
+            pred = fp32(self.net(self.schedule.q_sample(x, t, noise), t, cond))
+            target = self.schedule.target(x, noise, self.schedule.abar(t, x), c.target)
+            out.append(round(float(F.mse_loss(pred, target)), 5))
+        return {"loss_by_t": out}
 
     # ---- the denoiser at sampling time
     def denoiser(self, cond: Any, guidance: float, clip: bool):
