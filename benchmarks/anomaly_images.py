@@ -96,11 +96,12 @@ def main() -> None:
                 FASHION_CLASSES[k] for k in range(10) if k != c and s[yte == k].mean() < inside]
             print(f"{FASHION_CLASSES[c]}: {name} ROC-AUC {r['auc'][FASHION_CLASSES[c]]:.3f} "
                   f"({r['seconds'][FASHION_CLASSES[c]]:.0f} s)", flush=True)
-    summary = {"detectors": {k: {**v, "mean_auc": float(np.mean(list(v["auc"].values())))} for k, v in res.items()},
-               "minutes": args.minutes, "seed": args.seed, "machine": platform.processor() or platform.machine(),
-               "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=1))
+        summary = {"detectors": {k: {**v, "mean_auc": float(np.mean(list(v["auc"].values())))}
+                                 for k, v in res.items()},
+                   "minutes": args.minutes, "seed": args.seed, "machine": platform.processor() or platform.machine(),
+                   "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(summary, indent=1))  # after every class: a kill keeps what is done
     names = list(res[next(iter(res))]["auc"])
     print("\n| detector | mean ROC-AUC | " + " | ".join(names) + " |")
     for k, v in summary["detectors"].items():

@@ -7,6 +7,7 @@ import json
 import re
 from html.parser import HTMLParser
 
+import html5lib
 import pytest
 import torch
 
@@ -101,6 +102,7 @@ def test_written_files_agree_and_the_page_is_offline_and_escaped(runs, tmp_path)
     assert p.tags.count("img") >= 5  # 3 plots + 2 sample grids
     assert all(s.startswith("data:image/png;base64,") for s in p.srcs)  # nothing fetched from outside
     assert "vae<i>" not in html and "vae&lt;i&gt;" in html
+    html5lib.HTMLParser(strict=True).parse(html)  # no parse error anywhere (a browser would render it as written)
     assert not re.search(r"<(script|link)\b", html)
 
 

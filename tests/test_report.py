@@ -3,6 +3,7 @@ diffusion loss by timestep against the forward process written out by hand)."""
 
 import json
 
+import html5lib
 import numpy as np
 import pytest
 import torch
@@ -34,6 +35,7 @@ def test_vae_report_has_the_latent_view_and_the_kl_bars(tmp_path):
     assert run / "figures" / "latent.png" in paths
     html = write_report(run).read_text()
     assert 'alt="latent"' in html and "Training curves" in html
+    html5lib.HTMLParser(strict=True).parse(html)  # no parse error anywhere
 
 
 def test_ddpm_logs_its_loss_by_timestep_as_the_forward_process_gives_it(tmp_path):
