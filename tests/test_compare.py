@@ -107,9 +107,10 @@ def test_written_files_agree_and_the_page_is_offline_and_escaped(runs, tmp_path)
 
 
 def test_trilemma_axes_by_hand():
-    rows = [{"run": "a", "fid": 10.0, "samples_per_s": 1000.0, "coverage": 0.9},
-            {"run": "b", "fid": 5.0, "samples_per_s": 10.0, "coverage": 0.5},
-            {"run": "c", "fid": 20.0, "samples_per_s": 100.0, "coverage": None, "recall": 0.3}]
+    rows = [{"run": "a", "precision": 0.5, "samples_per_s": 1000.0, "coverage": 0.9},
+            {"run": "b", "precision": 1.0, "samples_per_s": 10.0, "coverage": 0.5},
+            {"run": "c", "precision": 0.25, "samples_per_s": 100.0, "coverage": None, "recall": 0.3},
+            {"run": "d", "precision": None, "samples_per_s": 5.0}]
     assert trilemma_axes(rows) == [("a", 0.5, 1.0, 0.9), ("b", 1.0, 0.5, 0.5), ("c", 0.25, 0.75, 0.3)]
 
 

@@ -186,19 +186,20 @@ def to_csv(c: Comparison) -> str:
 
 
 def trilemma_axes(rows: list[dict[str, Any]]) -> list[tuple[str, float, float, float]]:
-    """(label, quality, speed, coverage) in [0, 1] for the rows with samples: quality = best FID / FID,
-    speed = 1 for the fastest row and 0.25 less per decade slower (0 at 10^4 times slower), coverage = Naeem
-    et al.'s coverage (recall where it is missing)."""
-    rs = [r for r in rows if r.get("fid") is not None and r.get("samples_per_s")]
+    """(label, quality, speed, coverage) in [0, 1] for the rows with samples: quality = precision (the share of
+    samples on the data's manifold, Kynkäänniemi et al. 2019), speed = 1 for the fastest row and 0.25 less per
+    decade slower (0 at 10^4 times slower), coverage = Naeem et al.'s coverage (recall where it is missing).
+    Precision and coverage are absolute, so a row's quality and coverage do not depend on the other rows."""
+    rs = [r for r in rows if r.get("precision") is not None and r.get("samples_per_s")]
     if not rs:
         return []
-    best = min(max(r["fid"], 1e-9) for r in rs)
     fastest = max(r["samples_per_s"] for r in rs)
+    clip = lambda v: float(min(max(v, 0.0), 1.0))
     out = []
     for r in rs:
         cov = r.get("coverage") if r.get("coverage") is not None else r.get("recall") or 0.0
         speed = max(0.0, 1 + math.log10(r["samples_per_s"] / fastest) / 4)
-        out.append((r["run"], best / max(r["fid"], 1e-9), speed, float(min(max(cov, 0.0), 1.0))))
+        out.append((r["run"], clip(r["precision"]), speed, clip(cov)))
     return out
 
 
@@ -243,7 +244,7 @@ def figures(c: Comparison) -> list[tuple[str, str]]:
         for label, *vals in tri:
             ax.plot(angles + angles[:1], vals + vals[:1], lw=1.5, label=label)
             ax.fill(angles + angles[:1], vals + vals[:1], alpha=0.08)
-        ax.set_xticks(angles, ["quality\n(best FID / FID)", "speed\n(-0.25 per decade)", "coverage"], fontsize=8)
+        ax.set_xticks(angles, ["quality\n(precision)", "speed\n(-0.25 per decade)", "coverage"], fontsize=8)
         ax.set_ylim(0, 1)
         ax.set_yticks([0.25, 0.5, 0.75, 1.0], ["", "", "", ""])
         _legend_below(ax)
