@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
 from .errors import GenlabError
 from .io import atomic_write_json, read_json
 
-PLAN_KEYS = ("data", "minutes", "seed", "n", "metrics")
+PLAN_KEYS = ("data", "minutes", "seed", "n", "metrics", "extractor")
 
 
-def representatives(spec) -> list[tuple[str, tuple[dict[str, Any], ...]]]:
+def representatives(spec: Any) -> list[tuple[str, tuple[dict[str, Any], ...]]]:
     """(kind, sampling options to evaluate) for the first kind of each family that declares some for `spec`."""
     from .models import REGISTRY
 
@@ -41,12 +42,34 @@ def _stage(kind: str, opts: dict[str, Any]) -> str:
     return "eval " + kind + "".join(f" {k}={v}" for k, v in opts.items())
 
 
+def _check_evaluation(dataset, plan, n: int | None, metrics: list[str] | None, extractor: str | None) -> None:
+    """Every evaluation option checked before any training: a bad one would otherwise stop the benchmark after
+    minutes of it, and be locked into bench.json."""
+    from .metrics.features import extractor_for
+    from .metrics.protocol import applicable, check_names
+    from .models import create
+
+    if n is not None and n < 2:
+        raise GenlabError(f"--n must be >= 2 samples, got {n}")
+    if metrics is not None:
+        check_names(metrics)
+    for kind, _ in plan:
+        fits = applicable(dataset.spec, create(kind, dataset.spec))
+        missing = [m for m in metrics or [] if m not in fits]
+        if missing:
+            raise GenlabError(f"{', '.join(missing)} does not apply to {kind} on {dataset.spec.name}; "
+                              f"it has {', '.join(fits)}")
+    if dataset.spec.is_image and set(metrics or ["fid"]) - {"modes", "nll", "sharpness"}:
+        extractor_for(dataset.spec.name, extractor)  # a one-line error when no extractor ships for the data
+
+
 def trilemma(data: str, minutes: float, out: str | Path, seed: int = 0, n: int | None = None,
              metrics: list[str] | None = None, device: str = "auto", progress: bool = False,
-             kinds: list[str] | None = None):
+             kinds: list[str] | None = None, extractor: str | None = None) -> Any:
     """Train, evaluate and compare every family on `data`; returns the Comparison. Running it again on the same
-    `out` resumes (the data, budget, seed, n and metrics must be the same); kinds: a subset of the
-    representatives (default all)."""
+    `out` resumes (the data, budget, seed, n, metrics and extractor must be the same); kinds: a subset of the
+    representatives (default all); extractor: the features of the image metrics (default: the one genlab ships
+    for the data)."""
     from .data import load_dataset
     from .metrics.protocol import evaluate
     from .models import create
@@ -63,9 +86,12 @@ def trilemma(data: str, minutes: float, out: str | Path, seed: int = 0, n: int |
             raise GenlabError(f"{', '.join(unknown)} is not a representative here; choose from "
                               f"{', '.join(k for k, _ in plan)}")
         plan = [(k, s) for k, s in plan if k in kinds]
+    _check_evaluation(dataset, plan, n, metrics, extractor)
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise GenlabError(f"--out {out} is a file; give a directory for the benchmark")
     state_path = out / "bench.json"
-    options = {"data": data, "minutes": minutes, "seed": seed, "n": n, "metrics": metrics}
+    options = {"data": data, "minutes": minutes, "seed": seed, "n": n, "metrics": metrics, "extractor": extractor}
     state = {**options, "kinds": {k: list(s) for k, s in plan}, "done": []}
     if state_path.is_file():
         old = read_json(state_path)
@@ -94,11 +120,15 @@ def trilemma(data: str, minutes: float, out: str | Path, seed: int = 0, n: int |
                 if opts is None:
                     from .runs import RunDir
 
+                    rd = RunDir(run)
+                    if not rd.is_run and not rd.is_empty():  # killed before its first checkpoint: start again
+                        shutil.rmtree(run)
                     model = create(kind, dataset.spec)
-                    train(model, dataset, minutes=minutes, out=run, resume=RunDir(run).is_run, seed=seed,
-                          device=device, progress=progress, data={"name": data, "opts": {}})
+                    train(model, dataset, minutes=minutes, out=run, resume=rd.is_run, seed=seed, device=device,
+                          progress=progress, data={"name": data, "opts": {}})
                 else:
-                    evaluate(run, metrics=metrics, n=n, seed=seed, device=device, sample_opts=opts)
+                    evaluate(run, metrics=metrics, n=n, seed=seed, device=device, sample_opts=opts,
+                             extractor=extractor)
                 done(name)
             bar.advance()
     c = compare_runs([out / kind for kind, _ in plan])
@@ -107,7 +137,9 @@ def trilemma(data: str, minutes: float, out: str | Path, seed: int = 0, n: int |
 
 
 class _Bar:
-    def __init__(self, p=None, task=None):
+    """The benchmark's own line in the shared progress view (nothing when progress is off)."""
+
+    def __init__(self, p: Any = None, task: Any = None):
         self.p, self.task = p, task
 
     def describe(self, name: str) -> None:

@@ -429,17 +429,26 @@ def bench_trilemma(
     n: int | None = typer.Option(None, "--n", help="samples per evaluation (default: the protocol's)"),
     metrics: str | None = typer.Option(None, help="comma-separated (default: every metric that applies)"),
     kinds: str | None = typer.Option(None, help="comma-separated subset of the representatives"),
+    extractor: str | None = typer.Option(None, help="feature extractor FILE for image metrics (default: shipped)"),
     device: str = typer.Option("auto"),
 ) -> None:
     """Train one representative of every family at the same wall-clock budget and seed, evaluate each with the
-    protocol (diffusion once per sampler), and write the comparison (compare.html, .md, .csv). Resumable."""
+    protocol (once per sampler its family declares), and write the comparison (compare.html, .md, .csv).
+    Run the same command again to resume it."""
     from .bench import trilemma
     from .report.compare import to_markdown
 
-    split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None
-    out = out or Path("runs") / f"trilemma-{data}"
-    c = trilemma(data, minutes, out, seed=seed, n=n, metrics=split(metrics), device=device, progress=_progress(),
-                 kinds=split(kinds))
+    def split(s: str | None, what: str) -> list[str] | None:
+        items = [x.strip() for x in s.split(",") if x.strip()] if s is not None else None
+        if items == []:
+            raise GenlabError(f"--{what} is empty; name at least one, or leave the option out for all")
+        return items
+
+    import re
+
+    out = out or Path("runs") / re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"trilemma-{data}")
+    c = trilemma(data, minutes, out, seed=seed, n=n, metrics=split(metrics, "metrics"), device=device,
+                 progress=_progress(), kinds=split(kinds, "kinds"), extractor=extractor)
     print(to_markdown(c), end="")
     print(f"wrote {out / 'compare.html'}, compare.md, compare.csv")
 

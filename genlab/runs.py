@@ -91,7 +91,8 @@ class RunDir:
     def clean_leftovers(self) -> list[Path]:
         """Remove the half-written files a kill during a write leaves (.checkpoint-* folders, .tmp-* files) in
         the folders training writes; call it holding the lock."""
-        found = [*self.path.glob(".checkpoint-*"), *self.path.glob(".tmp-*"), *self.path.glob("samples/.tmp-*")]
+        found = [*self.path.glob(".checkpoint-*"), *self.path.glob(".tmp-*"), *self.path.glob("samples/.tmp-*"),
+                 *self.path.glob(f"{EVALS}/.tmp-*")]
         for p in found:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         return found
@@ -169,7 +170,12 @@ class RunDir:
     def evals(self) -> list[dict[str, Any]]:
         """Every evaluation kept in evals/, oldest key first."""
         d = self.path / EVALS
-        return [read_json(f) for f in sorted(d.glob("*.json"))] if d.is_dir() else []
+        return [read_json(f) for f in sorted(d.glob("*.json")) if not f.name.startswith(".")] if d.is_dir() else []
+
+    def sample_grids(self) -> list[Path]:
+        """The sample grids written over training (samples/step_*.png), oldest first."""
+        d = self.path / "samples"
+        return sorted(d.glob("step_*.png")) if d.is_dir() else []
 
     def latest_eval(self) -> dict[str, Any]:
         f = self.path / LATEST_EVAL

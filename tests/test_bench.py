@@ -50,6 +50,8 @@ def test_a_killed_benchmark_resumes_to_the_full_comparison(tmp_path, monkeypatch
     state = json.loads((out / "bench.json").read_text())
     assert state["done"] == ["train vae", "eval vae", "train ddpm", "eval ddpm sampler=ddpm steps=100"]
     vae_weights = file_sha256(out / "vae" / "model.safetensors")
+    (out / "gan").mkdir()  # as a kill before a run's first checkpoint leaves it: a config and nothing else
+    (out / "gan" / "config.json").write_text("{}")
     c = trilemma("gaussians25", out=out, **FAST)
     assert file_sha256(out / "vae" / "model.safetensors") == vae_weights  # done stages are not redone
     assert len(calls) == 3 + 3  # the killed evaluation again, then the rest
@@ -66,7 +68,8 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     (tmp_path / "busy" / "x").write_text("x")
     (tmp_path / "tri").mkdir()
     (tmp_path / "tri" / "bench.json").write_text(json.dumps({"data": "gaussians25", "minutes": 5, "seed": 0,
-                                                             "n": None, "metrics": None, "done": []}))
+                                                             "n": None, "metrics": None, "extractor": None,
+                                                             "done": []}))
     base = ["bench", "trilemma", "--data", "gaussians25"]
     for argv, pattern in [
         ([*base, "--minutes", "0", "--out", str(tmp_path / "a")], "--minutes must be a positive number"),
@@ -75,8 +78,15 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         ([*base, "--minutes", "1", "--out", str(tmp_path / "tri")], "minutes=5, not 1.0"),
         ([*base, "--minutes", "1", "--kinds", "pixelcnn", "--out", str(tmp_path / "a")], "not a representative"),
         (["bench", "trilemma", "--data", "nope", "--minutes", "1"], "unknown dataset"),
+        ([*base, "--minutes", "1", "--metrics", "modes,nll", "--out", str(tmp_path / "a")],
+         "nll does not apply to ddpm on gaussians25"),
+        ([*base, "--minutes", "1", "--metrics", "fidd", "--out", str(tmp_path / "a")], "unknown metric 'fidd'"),
+        ([*base, "--minutes", "1", "--n", "1", "--out", str(tmp_path / "a")], "--n must be >= 2"),
+        ([*base, "--minutes", "1", "--kinds", ",", "--out", str(tmp_path / "a")], "--kinds is empty"),
+        ([*base, "--minutes", "1", "--out", str(tmp_path / "busy" / "x")], "is a file"),
     ]:
         with pytest.raises(SystemExit) as e:
             main(argv)
         one_line_error(e.value.code, capsys.readouterr().err, pattern)
     assert json.loads((tmp_path / "tri" / "bench.json").read_text())["minutes"] == 5  # untouched
+    assert not (tmp_path / "a").exists()  # every error came before anything was written

@@ -13,6 +13,7 @@ import torch
 
 import genlab
 from genlab.cli import main
+from genlab.errors import GenlabError
 from genlab.metrics.protocol import evaluate
 from genlab.report.compare import compare_runs, to_markdown, trilemma_axes, write_comparison
 
@@ -74,6 +75,22 @@ def test_other_sample_counts_get_another_letter_and_a_note(runs, tmp_path):
     assert "300 samples" in c.protocols["B"] and "500 samples" in c.protocols["A"]
     assert any("compare only between rows with the same letter" in n for n in c.notes)
     assert "protocol B: " in to_markdown(c)
+
+
+def test_names_tell_runs_apart_and_stale_rows_are_noted(runs, tmp_path):
+    import shutil
+
+    root, vae, ddpm = runs
+    a, b = tmp_path / "a" / "vae", tmp_path / "b" / "vae"
+    shutil.copytree(vae, a)
+    shutil.copytree(vae, b)
+    with open(b / "metrics.jsonl", "a") as f:  # b trained on after its evaluation
+        f.write(json.dumps({"step": 99, "loss": 1.0, "time": 9.0}) + "\n")
+    c = compare_runs([a, b])
+    assert [r["run_dir"] for r in c.rows] == ["a/vae", "b/vae"] and [r["steps"] for r in c.rows] == [60, 60]
+    assert any(n.startswith("b/vae: some rows were evaluated before the run trained further") for n in c.notes)
+    with pytest.raises(GenlabError, match="is given twice"):
+        compare_runs([a, tmp_path / "a" / ".." / "a" / "vae"])
 
 
 def test_written_files_agree_and_the_page_is_offline_and_escaped(runs, tmp_path):

@@ -35,6 +35,14 @@ def test_vae_report_has_the_latent_view_and_the_kl_bars(tmp_path):
     assert run / "figures" / "latent.png" in paths
     html = write_report(run).read_text()
     assert 'alt="latent"' in html and "Training curves" in html
+    from genlab.models import VAE
+    from genlab.report.html import diagnostic_bars
+    from genlab.runs import RunDir
+
+    history = RunDir(run).history
+    ((caption, bars),) = diagnostic_bars(history, VAE.diagnostic_plots)  # what the report draws under the curves
+    last = [r["kl_per_dim"] for r in history if "kl_per_dim" in r][-1]
+    assert caption.startswith("KL per latent dimension") and bars == sorted(last, reverse=True) and len(bars) == 4
     html5lib.HTMLParser(strict=True).parse(html)  # no parse error anywhere
 
 

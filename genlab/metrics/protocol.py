@@ -243,6 +243,9 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
     result: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "run": str(rd.path), "task": model.task,
                               "trained_on": rd.data["name"], "dataset": data["name"], "split": "test",
                               "options": options, "metrics": {}}
+    history = rd.history if rd.is_run else []
+    if history:  # the weights scored: a later `genlab compare` tells an evaluation made before more training
+        result["trained_steps"] = history[-1].get("step")
     if sample_metrics:
         s = draw_samples(model, n_samples, seed=seed, precision=precision, **sample_opts)
         result["sampling"] = {"n": n_samples, "precision": precision, "seconds": round(s.cost.seconds, 2),

@@ -4,7 +4,8 @@ The columns are those of Xiao et al. (2022, Table 1: FID, recall, network evalua
 genlab's: KID, precision, density, coverage, 2-D modes, likelihood in bits/dim, parameters and training time.
 One row per evaluation kept in RUN/evals/ (a diffusion run evaluated with three samplers gives three rows); an
 evaluation with likelihood only is folded into the run's sample rows. Rows whose sample metrics come from a
-different protocol (version, reference split, sample count, feature extractor) get another letter in the
+different protocol (version, reference data and split, sample count, feature extractor, sampling precision)
+get another letter in the
 `protocol` column and a note under the table: their FIDs are not comparable (FID is biased by the sample count).
 
 Writes compare.html (offline, escaped: the table, quality vs sampling time, precision vs recall, the trilemma
@@ -13,7 +14,6 @@ chart and a mosaic of each run's latest samples), compare.md and compare.csv.
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import json
@@ -89,9 +89,29 @@ def _nll(m: dict[str, Any]) -> tuple[float | None, str]:
     return (min(bounds), "≤") if bounds else (None, "")
 
 
-def _label(run: Path, ev: dict[str, Any]) -> str:
-    opts = {k: v for k, v in (ev.get("options") or {}).items() if k not in BOOKKEEPING and v is not None}
-    return run.name + (" (" + ", ".join(f"{k}={v}" for k, v in opts.items()) + ")" if opts else "")
+def _names(paths: list[Path]) -> list[str]:
+    """The shortest path suffix that tells the runs apart: 'vae', or 'a/vae' and 'b/vae'."""
+    full = [p.resolve() for p in paths]
+    if len(set(full)) < len(full):
+        twice = next(str(p) for p in paths if full.count(p.resolve()) > 1)
+        raise GenlabError(f"{twice} is given twice; name each run once")
+    for depth in range(1, max(len(p.parts) for p in full) + 1):
+        names = ["/".join(p.parts[-depth:]) for p in full]
+        if len(set(names)) == len(names):
+            return names
+    return [str(p) for p in full]
+
+
+def _labels(name: str, evals: list[dict[str, Any]]) -> list[str]:
+    """A row label per evaluation: the run's name with the sampling options, and with any other option (seed,
+    sample count, metrics) that differs between this run's evaluations."""
+    opts = [{k: v for k, v in (ev.get("options") or {}).items() if v is not None} for ev in evals]
+    differ = {k for o in opts for k in o if len({str(p.get(k)) for p in opts}) > 1}
+    out = []
+    for o in opts:
+        shown = {k: v for k, v in o.items() if k not in BOOKKEEPING or k in differ}
+        out.append(name + (" (" + ", ".join(f"{k}={v}" for k, v in shown.items()) + ")" if shown else ""))
+    return out
 
 
 def compare_runs(runs: list[str | Path]) -> Comparison:
@@ -101,22 +121,24 @@ def compare_runs(runs: list[str | Path]) -> Comparison:
     if not runs:
         raise GenlabError("give at least one run directory to compare")
     rows, protocols, notes, samples = [], {}, [], []
-    for path in runs:
-        rd = RunDir.open(path)
+    opened = [RunDir.open(p) for p in runs]
+    for rd, name in zip(opened, _names([rd.path for rd in opened])):
         evals = rd.evals() or ([rd.latest_eval()] if rd.latest_eval() else [])
         if not evals:
             raise GenlabError(f"{rd.path} has no evaluation; run `genlab eval {rd.path}` first")
         history = rd.history if rd.is_run else []
-        base = {"kind": rd.kind, "data": rd.data["name"], "params": weights_count(rd.path / "model.safetensors"),
+        base = {"run_dir": name, "kind": rd.kind, "data": rd.data["name"],
+                "params": weights_count(rd.path / "model.safetensors"),
                 "train_minutes": round(history[-1].get("time", 0.0) / 60, 2) if history else None,
-                "steps": history[-1].get("step") if history else None}
+                "last_step": history[-1].get("step") if history else None}
         nll = [ev["metrics"]["nll"] for ev in evals if "nll" in ev.get("metrics", {})]
         nll_bpd, nll_mark = _nll(nll[-1]) if nll else (None, "")
-        with_samples = [ev for ev in evals if ev.get("sampling")]
-        for ev in with_samples or evals[-1:]:
+        with_samples = [ev for ev in evals if ev.get("sampling")] or evals[-1:]
+        for ev, label in zip(with_samples, _labels(name, with_samples)):
             m = ev.get("metrics", {})
-            row = {**base, "run_dir": rd.path.name, "run": _label(rd.path, ev) if with_samples else rd.path.name,
-                   "protocol": "", "nll_bpd": nll_bpd, "nll_mark": nll_mark}
+            # the steps the evaluated weights had (evaluations older than this field: the run's last step)
+            steps = ev.get("trained_steps", base["last_step"])
+            row = {**base, "run": label, "protocol": "", "nll_bpd": nll_bpd, "nll_mark": nll_mark, "steps": steps}
             if ev.get("sampling"):
                 desc = _protocol_of(ev)
                 letter = next((k for k, v in protocols.items() if v == desc), None)
@@ -128,13 +150,11 @@ def compare_runs(runs: list[str | Path]) -> Comparison:
                 if isinstance(m.get("modes"), dict):
                     md = m["modes"]
                     row["modes"] = f"{md['modes']}/{md['total_modes']}, {100 * md['high_quality']:.0f}%"
-                    row["modes_captured"] = md["modes"]
                 s = ev["sampling"]
                 row["samples_per_s"], row["nfe"] = s.get("samples_per_s"), s.get("nfe_per_sample")
             rows.append(row)
-        grids = sorted((rd.path / "samples").glob("step_*.png")) if (rd.path / "samples").is_dir() else []
-        if grids:
-            samples.append((rd.path.name, grids[-1]))
+        if grids := rd.sample_grids():
+            samples.append((name, grids[-1]))
     if len(protocols) > 1:
         notes.append(f"{len(protocols)} evaluation protocols: FID, KID, precision, recall, density and coverage "
                      "compare only between rows with the same letter (FID is biased by the sample count).")
@@ -144,6 +164,10 @@ def compare_runs(runs: list[str | Path]) -> Comparison:
                      "value does not say the model is worse.")
     if len({r["data"] for r in rows}) > 1:
         notes.append("the runs were trained on different data.")
+    stale = sorted({r["run_dir"] for r in rows if None not in (r["steps"], r["last_step"])
+                    and r["steps"] != r["last_step"]})
+    if stale:
+        notes.append(f"{', '.join(stale)}: some rows were evaluated before the run trained further (see steps).")
     return Comparison(rows, protocols, notes, samples)
 
 
@@ -166,8 +190,13 @@ def _fmt(key: str, row: dict[str, Any]) -> str:
     return str(v)
 
 
+def shown_columns(c: Comparison) -> list[tuple[str, str, str]]:
+    """The columns at least one row has a value for."""
+    return [col for col in COLUMNS if col[0] == "run" or any(r.get(col[0]) not in (None, "") for r in c.rows)]
+
+
 def to_markdown(c: Comparison) -> str:
-    keys = [k for k, _, _ in COLUMNS if any(r.get(k) not in (None, "") for r in c.rows) or k == "run"]
+    keys = [k for k, _, _ in shown_columns(c)]
     head = {k: h for k, h, _ in COLUMNS}
     lines = ["| " + " | ".join(head[k] for k in keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(_fmt(k, r).replace("|", "\\|") for k in keys) + " |" for r in c.rows]
@@ -179,18 +208,24 @@ def to_csv(c: Comparison) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     keys = [k for k, _, _ in COLUMNS]
-    w.writerow(keys + ["nll_is_bound"])
+    w.writerow(["run_dir", *keys, "nll_is_bound", "protocol_description"])
     for r in c.rows:
-        w.writerow(["" if r.get(k) is None else r.get(k) for k in keys] + [r.get("nll_mark") == "≤"])
+        bound = "" if r.get("nll_bpd") is None else r.get("nll_mark") == "≤"
+        w.writerow([r["run_dir"], *("" if r.get(k) is None else r.get(k) for k in keys), bound,
+                    c.protocols.get(r.get("protocol"), "")])
     return buf.getvalue()
 
 
+def _positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
 def trilemma_axes(rows: list[dict[str, Any]]) -> list[tuple[str, float, float, float]]:
-    """(label, quality, speed, coverage) in [0, 1] for the rows with samples: quality = precision (the share of
-    samples on the data's manifold, Kynkäänniemi et al. 2019), speed = 1 for the fastest row and 0.25 less per
-    decade slower (0 at 10^4 times slower), coverage = Naeem et al.'s coverage (recall where it is missing).
-    Precision and coverage are absolute, so a row's quality and coverage do not depend on the other rows."""
-    rs = [r for r in rows if r.get("precision") is not None and r.get("samples_per_s")]
+    """(label, quality, speed, coverage) in [0, 1] for the rows with a precision and a samples/s: quality =
+    precision (the share of samples on the data's manifold, Kynkäänniemi et al. 2019), speed = 1 for the fastest
+    row and 0.25 less per decade slower (0 at 10^4 times slower), coverage = Naeem et al.'s coverage (recall
+    where it is missing). Precision and coverage are absolute: a row's do not depend on the other rows."""
+    rs = [r for r in rows if r.get("precision") is not None and _positive(r.get("samples_per_s"))]
     if not rs:
         return []
     fastest = max(r["samples_per_s"] for r in rs)
@@ -211,12 +246,17 @@ def figures(c: Comparison) -> list[tuple[str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
+    with matplotlib.rc_context({"text.parse_math": False}):  # a '$' in a run name or a prompt is text
+        return _figures(c)
+
+
+def _figures(c: Comparison) -> list[tuple[str, str]]:
     import matplotlib.pyplot as plt
 
     from .html import figure_b64
 
     out = []
-    rs = [r for r in c.rows if r.get("fid") is not None and r.get("samples_per_s")]
+    rs = [r for r in c.rows if r.get("fid") is not None and _positive(r.get("samples_per_s"))]
     if rs:
         fig, ax = plt.subplots(figsize=(5.5, 4), dpi=90)
         for r in rs:
@@ -279,18 +319,19 @@ def write_comparison(c: Comparison, out: str | Path) -> dict[str, Path]:
     import markupsafe
 
     from .html import PAGE as REPORT
+    from .html import _b64
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise GenlabError(f"--out {out} is a file; give a directory for compare.html, compare.md and compare.csv")
-    keys = [k for k, _, _ in COLUMNS if any(r.get(k) not in (None, "") for r in c.rows) or k == "run"]
-    columns = [col for col in COLUMNS if col[0] in keys]
+    columns = shown_columns(c)
+    keys = [k for k, _, _ in columns]
     style = REPORT.split("<style>")[1].split("</style>")[0]
     html = jinja2.Environment(autoescape=True).from_string(PAGE).render(
         style=markupsafe.Markup(style), columns=columns, text={"run", "kind", "data", "protocol", "modes"},
         rows=[{k: _fmt(k, r) for k in keys} for r in c.rows], runs=len({r["run_dir"] for r in c.rows}),
         protocols=list(c.protocols.items()), notes=c.notes, figures=figures(c),
-        samples=[(name, base64.b64encode(p.read_bytes()).decode()) for name, p in c.samples])
+        samples=[(name, _b64(p)) for name, p in c.samples])
     paths = {"html": out / "compare.html", "md": out / "compare.md", "csv": out / "compare.csv"}
     atomic_write_bytes(paths["html"], html.encode())
     atomic_write_bytes(paths["md"], to_markdown(c).encode())

@@ -12,7 +12,8 @@ from .images import save_grid
 
 @torch.no_grad()
 def model_figures(run: str | Path, n: int = 10, seed: int = 0) -> list[Path]:
-    """Write RUN/figures/*.png for every picture the run's model supports (images only); return the paths."""
+    """Write RUN/figures/*.png for every picture the run's model supports (the latent view for any labelled data,
+    the rest for images); return the paths."""
     from ..runs import RunDir
 
     rd = RunDir.open(run)
@@ -23,7 +24,8 @@ def model_figures(run: str | Path, n: int = 10, seed: int = 0) -> list[Path]:
     if "encode" in model.capabilities and getattr(test, "y", None) is not None and len(test):
         idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:2000]
         xs, ys = test.take(idx)
-        z = model.encode(xs, ys if model.conditioning == "class" else None)
+        cond = model.conditioning == "class"
+        z = torch.cat([model.encode(xs[i:i + 256], ys[i:i + 256] if cond else None) for i in range(0, len(xs), 256)])
         if z.is_floating_point() and z[0].numel() >= 2:
             out.append(latent_scatter(z, ys if model.spec.num_classes else None, run / "figures" / "latent.png",
                                       getattr(model.spec, "classes", None)))

@@ -58,9 +58,20 @@ def figure_b64(fig) -> str:
     return base64.b64encode(figure_png(fig)).decode()
 
 
+def diagnostic_bars(history: list[dict[str, Any]], plots: dict[str, tuple[str, bool]]) -> list[tuple[str, list]]:
+    """(caption, values) for each list-valued diagnostic a family declares in `plots` (key -> (caption, sort
+    descending)): its last logged value, sorted when asked."""
+    out = []
+    for key, (caption, sort) in plots.items():
+        last = next((r[key] for r in reversed(history) if isinstance(r.get(key), list)), None)
+        if last:
+            out.append((caption, sorted(last, reverse=True) if sort else list(last)))
+    return out
+
+
 def curves_png(history: list[dict[str, Any]], plots: dict[str, tuple[str, bool]] | None = None) -> bytes | None:
     """One panel per logged number (loss terms, lr, throughput, active units) against the step; under them, the
-    last value of each list-valued diagnostic the family declares in `plots` (key -> (caption, sorted)) as bars."""
+    family's list-valued diagnostics at the end of training as bars (diagnostic_bars)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,8 +80,7 @@ def curves_png(history: list[dict[str, Any]], plots: dict[str, tuple[str, bool]]
     skip = {"step", "epoch", "time"}
     keys = [k for k in dict.fromkeys(k for r in history for k in r) if k not in skip
             and all(isinstance(r.get(k), (int, float)) for r in history if k in r)]
-    bars = [(k, *plots[k], last) for k in (plots or {})
-            if (last := next((r[k] for r in reversed(history) if isinstance(r.get(k), list)), None))]
+    bars = diagnostic_bars(history, plots or {})
     if not keys and not bars:
         return None
     cols = max(1, min(3, len(keys)))
@@ -84,17 +94,12 @@ def curves_png(history: list[dict[str, Any]], plots: dict[str, tuple[str, bool]]
         ax.set_title(k, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    for j, (_k, caption, sort, vals) in enumerate(bars):
+    for j, (caption, vals) in enumerate(bars):
         ax = fig.add_subplot(grid[rows + j, :])
-        vals = sorted(vals, reverse=True) if sort else vals
         ax.bar(range(len(vals)), vals, color="#1f77b4")
         ax.set_title(caption, fontsize=9)
         ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def write_report(run: str | Path, out: str | Path | None = None) -> Path:
@@ -111,9 +116,10 @@ def write_report(run: str | Path, out: str | Path | None = None) -> Path:
     history = rd.history
     from ..models import REGISTRY
 
-    plots = getattr(REGISTRY.get(meta.get("kind")), "diagnostic_plots", {})
+    cls = REGISTRY.get(meta.get("kind"))
+    plots = cls.for_data(rd.spec).diagnostic_plots if cls is not None and "spec" in meta else {}
     curves = curves_png(history, plots) if history else None
-    samples = sorted((run / "samples").glob("step_*.png")) if (run / "samples").is_dir() else []
+    samples = rd.sample_grids()
     if len(samples) > 12:  # keep the page light: an even spread, always with the last
         idx = sorted({round(i * (len(samples) - 1) / 11) for i in range(12)})
         samples = [samples[i] for i in idx]

@@ -88,7 +88,7 @@ class LDM(DDPM):
         return super().forward(self.codes(x), y, phase, step)
 
     def diagnostics(self, x, y):
-        return super().diagnostics(self.codes(x), y)
+        return super().diagnostics(self.codes(x[:64]), y[:64] if y is not None else None)
 
     @torch.no_grad()
     def _sample(self, n, *, seed, labels, options, progress):
