@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .errors import GenlabError
+from .errors import GenlabError, Interrupted
 from .io import atomic_write_json, read_json
 
 PLAN_KEYS = ("data", "minutes", "seed", "n", "metrics", "extractor")
@@ -71,10 +71,7 @@ def trilemma(data: str, minutes: float, out: str | Path, seed: int = 0, n: int |
     representatives (default all); extractor: the features of the image metrics (default: the one genlab ships
     for the data)."""
     from .data import load_dataset
-    from .metrics.protocol import evaluate
-    from .models import create
     from .report.compare import compare_runs, write_comparison
-    from .training import train
 
     if not isinstance(minutes, (int, float)) or not math.isfinite(minutes) or minutes <= 0:
         raise GenlabError(f"--minutes must be a positive number of minutes per family, got {minutes}")
@@ -111,29 +108,55 @@ def trilemma(data: str, minutes: float, out: str | Path, seed: int = 0, n: int |
         state["done"].append(name)
         atomic_write_json(state_path, state)
 
+    state["failed"] = {}  # stage -> error, this time (a resume tries them again)
     with _overall(progress, len(stages)) as bar:
         for kind, opts in stages:
             name = f"train {kind}" if opts is None else _stage(kind, opts)
             bar.describe(name)
-            if name not in state["done"]:
-                run = out / kind
-                if opts is None:
-                    from .runs import RunDir
-
-                    rd = RunDir(run)
-                    if not rd.is_run and not rd.is_empty():  # killed before its first checkpoint: start again
-                        shutil.rmtree(run)
-                    model = create(kind, dataset.spec)
-                    train(model, dataset, minutes=minutes, out=run, resume=rd.is_run, seed=seed, device=device,
-                          progress=progress, data={"name": data, "opts": {}})
+            if f"train {kind}" in state["failed"]:
+                state["failed"][name] = "its training failed"
+            elif name not in state["done"]:
+                try:
+                    _run_stage(out / kind, kind, opts, dataset, data, minutes, seed, n, metrics, extractor, device,
+                               progress)
+                except Interrupted as e:
+                    resume = f"genlab bench trilemma --data {data} --minutes {minutes} --out {out}"
+                    raise Interrupted(f"{str(e).split(':')[0]}: continue the benchmark with trilemma(...) on the "
+                                      f"same out", e.exit_code - 128, cli=f"{str(e).split(':')[0]}: continue the "
+                                      f"benchmark with {resume}") from None
+                except GenlabError as e:  # a family that fails (diverges, ...) does not stop the others
+                    state["failed"][name] = str(e)
+                    atomic_write_json(state_path, state)
                 else:
-                    evaluate(run, metrics=metrics, n=n, seed=seed, device=device, sample_opts=opts,
-                             extractor=extractor)
-                done(name)
+                    done(name)
             bar.advance()
-    c = compare_runs([out / kind for kind, _ in plan])
+    ok = [kind for kind, _ in plan if any(st == f"eval {kind}" or st.startswith(f"eval {kind} ")
+                                          for st in state["done"])]
+    if not ok:
+        raise GenlabError(f"every family failed: {'; '.join(f'{k}: {v}' for k, v in state['failed'].items())}")
+    c = compare_runs([out / kind for kind in ok])
+    c.notes += [f"{k} failed: {v}" for k, v in state["failed"].items()]
     write_comparison(c, out)
     return c
+
+
+def _run_stage(run: Path, kind: str, opts: dict[str, Any] | None, dataset, data: str, minutes: float, seed: int,
+               n: int | None, metrics: list[str] | None, extractor: str | None, device: str, progress: bool) -> None:
+    """Train `kind` into `run` (opts None; resumed from its checkpoint when it has one), or evaluate it with
+    the sampling options `opts`."""
+    from .metrics.protocol import evaluate
+    from .models import create
+    from .runs import RunDir
+    from .training import train
+
+    if opts is None:
+        rd = RunDir(run)
+        if not rd.is_run and not rd.is_empty():  # killed before its first checkpoint: start again
+            shutil.rmtree(run)
+        train(create(kind, dataset.spec), dataset, minutes=minutes, out=run, resume=rd.is_run, seed=seed,
+              device=device, progress=progress, data={"name": data, "opts": {}})
+    else:
+        evaluate(run, metrics=metrics, n=n, seed=seed, device=device, sample_opts=opts, extractor=extractor)
 
 
 class _Bar:

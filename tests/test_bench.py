@@ -52,9 +52,26 @@ def test_a_killed_benchmark_resumes_to_the_full_comparison(tmp_path, monkeypatch
     vae_weights = file_sha256(out / "vae" / "model.safetensors")
     (out / "gan").mkdir()  # as a kill before a run's first checkpoint leaves it: a config and nothing else
     (out / "gan" / "config.json").write_text("{}")
-    c = trilemma("gaussians25", out=out, **FAST)
+    import genlab.bench as bench
+    from genlab.errors import TrainingDiverged
+
+    real_stage = bench._run_stage
+
+    def gan_diverges(run, kind, opts, *a):
+        if kind == "gan" and opts is None:
+            raise TrainingDiverged("the loss became nan at step 7")
+        return real_stage(run, kind, opts, *a)
+
+    monkeypatch.setattr(bench, "_run_stage", gan_diverges)
+    c = trilemma("gaussians25", out=out, **FAST)  # one family failing does not stop the others
+    assert [r["run_dir"] for r in c.rows] == ["vae", "ddpm", "ddpm", "maf"]
+    assert "train gan failed: the loss became nan at step 7" in c.notes
+    assert set(json.loads((out / "bench.json").read_text())["failed"]) == {"train gan", "eval gan"}
+    monkeypatch.setattr(bench, "_run_stage", real_stage)
+    c = trilemma("gaussians25", out=out, **FAST)  # a resume tries the failed stages again
     assert file_sha256(out / "vae" / "model.safetensors") == vae_weights  # done stages are not redone
     assert len(calls) == 3 + 3  # the killed evaluation again, then the rest
+    assert c.notes == []
     assert [r["run"] for r in c.rows] == ["vae", "ddpm (sampler=ddim, steps=10)", "ddpm (sampler=ddpm, steps=100)",
                                           "gan", "maf"]
     assert {r["protocol"] for r in c.rows} == {"A"} and all(r["modes"].count("/25") == 1 for r in c.rows)
