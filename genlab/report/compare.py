@@ -127,7 +127,9 @@ def compare_runs(runs: list[str | Path]) -> Comparison:
         if not evals:
             raise GenlabError(f"{rd.path} has no evaluation; run `genlab eval {rd.path}` first")
         history = rd.history if rd.is_run else []
-        base = {"run_dir": name, "kind": rd.kind, "data": rd.data["name"],
+        opts = rd.data["opts"]  # data options (binarised, a target column, ...) make other data
+        data = rd.data["name"] + (" (" + ", ".join(f"{k}={v}" for k, v in sorted(opts.items())) + ")" if opts else "")
+        base = {"run_dir": name, "kind": rd.kind, "data": data,
                 "params": weights_count(rd.path / "model.safetensors"),
                 "train_minutes": round(history[-1].get("time", 0.0) / 60, 2) if history else None,
                 "last_step": history[-1].get("step") if history else None}
