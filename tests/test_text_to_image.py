@@ -187,3 +187,28 @@ def test_encodings_are_float32_whatever_the_caller_runs_in(digits_text_run):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         under = enc(["a drawing of a 2", ""])[0]
     assert under.dtype == torch.float32 and torch.equal(under, plain)
+
+
+def test_the_prompt_cache_keeps_the_most_recent_and_encodes_each_once(monkeypatch):
+    import genlab.models.diffusion.conditioners as cond
+
+    calls = []
+
+    def fake(_name):
+        def encode(prompts):
+            calls.extend(prompts)
+            n = torch.tensor([len(p) for p in prompts])
+            return torch.arange(len(prompts) * 4 * 3.0).view(len(prompts), 4, 3), torch.arange(4)[None] < n[:, None]
+        return encode
+
+    monkeypatch.setattr(cond, "text_encoder", fake)
+    tc = cond.TextConditioner(genlab.load_dataset("digits").spec)
+    monkeypatch.setattr(tc, "CACHE_SIZE", 3)
+    a = tc.encode(["ab", "c", "ab"])
+    assert calls == ["ab", "c"] and a.mask.tolist() == [[True, True], [True, False], [True, True]]
+    tc.encode(["dd", "eee"])  # four prompts seen, room for three: "ab" (least recently used) goes
+    assert list(tc._cache) == ["c", "dd", "eee"]
+    tc.encode(["c"])
+    tc.encode(["ab"])  # encoded again; "dd" is now the oldest and goes
+    assert calls == ["ab", "c", "dd", "eee", "ab"] and list(tc._cache) == ["eee", "c", "ab"]
+    assert len(tc.encode(["1", "22", "333", "4444"]).mask) == 4  # more prompts than the cache holds at once

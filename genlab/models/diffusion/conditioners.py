@@ -11,6 +11,7 @@ cross-attends to are (`context_dim`, text only).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from functools import partial
 from typing import Any, ClassVar
 
@@ -104,16 +105,18 @@ def pad_tokens(cond: TextCond, length: int) -> TextCond:
 class TextConditioner(Conditioner):
     """cond = a TextCond of prompt tokens from a frozen text encoder (genlab.text). Training turns each label into
     one of its class's training captions (genlab.data.captions), drawn at random; the null condition is the
-    empty prompt. Encodings are cached per caption, so training never runs the encoder twice on one caption."""
+    empty prompt. Encodings are cached per caption (the least recently used beyond CACHE_SIZE are dropped), so
+    training never runs the encoder twice on one caption and a long session of prompts stays bounded."""
 
     name = "text"
+    CACHE_SIZE = 4096
 
     def __init__(self, spec: DataSpec, encoder: str = "minilm"):
         super().__init__(spec)
         self.encoder = encoder
         self.context_dim = text_encoder_class(encoder).dim
         self.captions = captions(spec)
-        self._cache: dict[str, TextCond] = {}
+        self._cache: OrderedDict[str, TextCond] = OrderedDict()
         self._table: dict[torch.device, tuple[TextCond, torch.Tensor, torch.Tensor]] = {}
 
     def embedding(self) -> CondEmbedding:
@@ -127,8 +130,12 @@ class TextConditioner(Conditioner):
             for i, p in enumerate(new):
                 k = int(mask[i].sum())
                 self._cache[p] = TextCond(tokens[i, :k], mask[i, :k])
+        for p in dict.fromkeys(prompts):
+            self._cache.move_to_end(p)  # the most recently used last
         length = max(self._cache[p].mask.shape[0] for p in prompts)
         rows = [pad_tokens(TextCond(*(v[None] for v in self._cache[p])), length) for p in prompts]
+        while len(self._cache) > max(self.CACHE_SIZE, len(set(prompts))):
+            self._cache.popitem(last=False)
         return TextCond(torch.cat([r.tokens for r in rows]).to(device), torch.cat([r.mask for r in rows]).to(device))
 
     def _training_table(self, device: torch.device) -> tuple[TextCond, torch.Tensor, torch.Tensor]:
