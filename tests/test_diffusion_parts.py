@@ -309,3 +309,22 @@ def test_respaced_posterior_matches_bayes_rule_on_a_grid():
     m, v = gaussian_posterior_on_a_grid(xt.item(), x0.item(), a_t / a_s, a_s)
     assert mean.item() == pytest.approx(m, abs=1e-7)
     assert var.item() == pytest.approx(v, rel=1e-5)
+
+
+def test_self_attention_heads_divide_any_width_and_equal_a_direct_computation():
+    from genlab.nn.blocks import Attention
+
+    torch.manual_seed(0)
+    for c, heads in ((100, 2), (96, 3), (64, 2), (16, 1)):
+        att = Attention(c)
+        torch.nn.init.normal_(att.proj.weight, std=0.1)  # zero at init: give the attention a say
+        x = torch.randn(2, c, 3, 4)
+        assert att.heads == heads and c % att.heads == 0
+        q, k, v = att.qkv(att.norm(x)).flatten(2).chunk(3, dim=1)  # (2, c, 12) each
+        outs = []
+        for h in range(heads):  # each head by hand: softmax(q k^T / sqrt(d)) v over the 12 positions
+            s = slice(h * c // heads, (h + 1) * c // heads)
+            w = torch.softmax(q[:, s].transpose(1, 2) @ k[:, s] / (c // heads) ** 0.5, dim=-1)
+            outs.append((w @ v[:, s].transpose(1, 2)).transpose(1, 2))
+        want = x + att.proj(torch.cat(outs, 1).view(2, c, 3, 4))
+        assert torch.allclose(att(x), want, atol=1e-5)

@@ -116,7 +116,8 @@ class Attention(nn.Module):
 
     def __init__(self, c: int, head_dim: int = 32):
         super().__init__()
-        self.heads = max(1, c // head_dim)
+        # about head_dim wide: the most heads, at most c // head_dim, that divide c (c = 100: 2 heads of 50)
+        self.heads = max(h for h in range(1, max(1, c // head_dim) + 1) if c % h == 0)
         self.norm, self.qkv, self.proj = group_norm(c), nn.Conv2d(c, 3 * c, 1), zero_(nn.Conv2d(c, c, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
