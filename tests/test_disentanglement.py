@@ -54,3 +54,24 @@ def test_bad_input_is_one_line():
         mig(ORACLE[:10], GRID)
     with pytest.raises(GenlabError, match="NaN"):
         mig(np.full((512, 2), np.nan), GRID)
+
+
+def test_shapes_cover_the_factor_grid_where_the_factors_say():
+    import genlab
+    from genlab.data import shapes
+
+    images, f = shapes.grid()
+    assert images.shape == (6912, 28, 28) and len({tuple(r) for r in f}) == 6912  # every combination once
+    ink = images.astype(np.float64) / 255
+    rows, cols = np.mgrid[0:28, 0:28] + 0.5
+    mass = ink.sum((1, 2))
+    cx, cy = (ink * cols).sum((1, 2)) / mass / 28, (ink * rows).sum((1, 2)) / mass / 28
+    square = f[:, 0] == 0  # every shape's centroid is its position (a triangle's centroid is its centre)
+    assert np.abs(cx - shapes.POSITIONS[f[:, 3]]).max() < 0.3 / 28
+    assert np.abs(cy - shapes.POSITIONS[f[:, 4]]).max() < 0.3 / 28
+    side = 0.4 * shapes.SCALES[f[square, 1]] * 28  # a square's area is its side squared, at any rotation
+    assert np.allclose(mass[square], side**2, rtol=0.06)  # 4x4 supersampling: within 6% for the smallest
+    ellipse = f[:, 0] == 1
+    assert np.allclose(mass[ellipse], np.pi * (0.2 * 28 * shapes.SCALES[f[ellipse, 1]]) ** 2 * 0.6, rtol=0.05)
+    data = genlab.load_dataset("shapes")
+    assert data.spec.num_classes == 3 and len(data) + len(genlab.load_dataset("shapes", "test")) == 6912

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from ..config import as_bool
 from ..errors import GenlabError
-from . import builtin, tables, user
+from . import builtin, shapes, tables, user
 from .arrays import from_arrays
 from .dataset import GenDataset, chunks
 from .spec import Column, DataSpec
@@ -52,6 +52,8 @@ SOURCES: dict[str, Source] = {
                             lambda **o: builtin.load_idx_dataset("fashion-mnist", **o), _idx_where("fashion-mnist")),
     "mnist": Source("mnist", "image", "1x28x28", "10", "60,000 / 10,000", "$GENLAB_DATA/mnist or download",
                     lambda **o: builtin.load_idx_dataset("mnist", **o), _idx_where("mnist")),
+    "shapes": Source("shapes", "image", "1x28x28", "3", "6,221 / 691", "generated (dSprites-like: shape, scale, "
+                     "rotation, x, y)", lambda **o: shapes.load_shapes(**o)),
     "breast-cancer": Source("breast-cancer", "table", "30", "2", "455 / 114", "scikit-learn (bundled)",
                             lambda **o: builtin.load_sklearn_table("breast-cancer", **o)),
     "wine": Source("wine", "table", "13", "3", "142 / 36", "scikit-learn (bundled)",
