@@ -279,3 +279,50 @@ def test_gan_defaults_capture_every_mode_of_gaussians8(tmp_path, cli):
     assert code == 0, err
     modes = genlab.evaluate(tmp_path / "g", metrics=["modes"])["metrics"]["modes"]
     assert modes["modes"] == 8 and modes["high_quality"] > 0.9  # measured: 8/8, 94.8%; the old defaults: 0/8, 0%
+
+
+def test_unrolled_generator_gradient_is_the_derivative_through_the_look_ahead_and_leaves_d_alone():
+    """Metz et al. 2017: G's loss against D after k gradient steps on D's loss, those steps differentiated too.
+    The gradient equals central finite differences of that whole computation written out by hand (deepcopy D,
+    k plain SGD steps, then G's loss), in float64; the model's D is bitwise unchanged."""
+    import copy
+
+    torch.manual_seed(0)
+    model = genlab.create("gan", vector_spec(), hidden=(8, 8), latent_dim=2, unroll=2, unroll_lr=0.5).double()
+    x = torch.randn(16, 2, dtype=torch.float64)
+    d_before = {k: v.clone() for k, v in model.D.state_dict().items()}
+    torch.manual_seed(1)
+    loss, _ = model(x, None, phase="generator")
+    loss.backward()
+    assert all(torch.equal(v, d_before[k]) for k, v in model.D.state_dict().items())
+    w = model.G.net[0].weight if hasattr(model.G, "net") else next(model.G.parameters())
+
+    def by_hand() -> float:
+        torch.manual_seed(1)
+        z0 = torch.randn(16, 2, dtype=torch.float64)  # the fakes G is judged on, drawn first
+        D = copy.deepcopy(model.D)
+        for _ in range(2):
+            z = torch.randn(16, 2, dtype=torch.float64)
+            dl = d_loss("ns", D(x)[0], D(model.G(z))[0])
+            grads = torch.autograd.grad(dl, list(D.parameters()))
+            with torch.no_grad():
+                for p, g in zip(D.parameters(), grads):
+                    p -= 0.5 * g
+        return g_loss("ns", D(model.G(z0))[0]).item()
+
+    assert by_hand() == pytest.approx(loss.item(), rel=1e-12)
+    def nudge(i: int, by: float) -> None:
+        with torch.no_grad():
+            w.view(-1)[i] += by
+
+    for i in range(3):
+        nudge(i, 1e-6)
+        up = by_hand()
+        nudge(i, -2e-6)
+        down = by_hand()
+        nudge(i, 1e-6)
+        assert w.grad.view(-1)[i].item() == pytest.approx((up - down) / 2e-6, rel=1e-5, abs=1e-9)
+    from genlab.errors import GenlabError
+
+    with pytest.raises(GenlabError, match="unroll needs spectral_norm=false"):
+        genlab.create("gan", vector_spec(), unroll=2, spectral_norm=True)

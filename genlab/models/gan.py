@@ -63,6 +63,8 @@ class GANConfig:
     r1: float = 0.0  # R1 penalty gamma on real data (0: off)
     clip: float = 0.01  # wgan: weight clipping
     diffaugment: str = ""  # images: comma list of translation, cutout, color
+    unroll: int = 0  # unrolled GAN (Metz et al. 2017): G's loss sees D after this many look-ahead steps (0: off)
+    unroll_lr: float = 0.01  # the size of each look-ahead step (plain gradient descent on D's loss)
 
     def __post_init__(self):
         check(self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got '{self.loss}'")
@@ -76,6 +78,10 @@ class GANConfig:
         check(0 <= self.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
         check(self.d_lr_ratio > 0 and self.gp >= 0 and self.r1 >= 0 and self.clip > 0 and self.feature_matching >= 0,
               "d_lr_ratio and clip must be > 0; gp, r1 and feature_matching >= 0")
+        check(0 <= self.unroll <= 20 and self.unroll_lr > 0, f"unroll must be in [0, 20] and unroll_lr > 0, got "
+              f"{self.unroll} and {self.unroll_lr}")
+        check(not (self.unroll and self.spectral_norm), "unroll needs spectral_norm=false (the look-ahead copies of "
+              "D are plain tensors, without the normalisation's power iteration)")
         bad = [p for p in self.diffaugment.split(",") if p and p not in AUGMENTS]
         check(not bad, f"unknown diffaugment policy '{bad[0] if bad else ''}': use {', '.join(AUGMENTS)}")
 
@@ -333,7 +339,8 @@ class GAN(GenerativeModel):
                     p.clamp_(-self.config.clip, self.config.clip)
 
     def _z(self, n: int, device) -> torch.Tensor:
-        return torch.randn(n, self.config.latent_dim, device=device)
+        dtype = next(self.G.parameters()).dtype  # float32 but in a float64 model (the gradient checks)
+        return torch.randn(n, self.config.latent_dim, device=device, dtype=dtype)
 
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, self.config.diffaugment) if self.config.diffaugment else x
@@ -364,7 +371,11 @@ class GAN(GenerativeModel):
                 logs["r1"] = r1
             return loss, logs
         fake = self.G(self._z(b, x.device), y)
-        fake_logit, f_fake = self.D(self._aug(fake), y)
+        D = self.D
+        if c.unroll:  # G answers the D its move would meet after `unroll` steps, not today's D
+            params = self._unrolled_d(x, y)
+            D = lambda inp, yy: torch.func.functional_call(self.D, params, (inp, yy))  # noqa: E731
+        fake_logit, f_fake = D(self._aug(fake), y)
         if c.top_k < 1:  # Sinha et al. 2020: the worst-scored fakes' gradients push them away from the modes
             share = max(c.top_k, 0.99 ** (step / 50))
             fake_logit = fake_logit.topk(max(1, round(share * len(fake_logit)))).values
@@ -372,11 +383,27 @@ class GAN(GenerativeModel):
         logs = {"loss": loss}
         if c.feature_matching > 0:
             with torch.no_grad():
-                _, f_real = self.D(self._aug(x), y)
+                _, f_real = D(self._aug(x), y)
             fm = (f_real.mean(0) - f_fake.mean(0)).pow(2).sum()
             loss = loss + c.feature_matching * fm
             logs["feature_matching"] = fm
         return loss, logs
+
+    def _unrolled_d(self, x: torch.Tensor, y) -> dict[str, torch.Tensor]:
+        """D's parameters after `unroll` gradient steps on its loss (each against fresh fakes and the batch's real
+        examples), as a differentiable function of G's parameters (Metz et al. 2017, eq. 7-8, with plain gradient
+        steps): backpropagating G's loss through them includes how D would react to G's move. The model's own D
+        is never changed."""
+        c = self.config
+        params = dict(self.D.named_parameters())
+        for _ in range(c.unroll):
+            fake = self.G(self._z(len(x), x.device), y)
+            real_logit, _ = torch.func.functional_call(self.D, params, (self._aug(x), y))
+            fake_logit, _ = torch.func.functional_call(self.D, params, (self._aug(fake), y))
+            loss = d_loss(c.loss, real_logit, fake_logit, c.label_smoothing)
+            grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+            params = {n: p - c.unroll_lr * g for (n, p), g in zip(params.items(), grads)}
+        return params
 
     def sample_batch_size(self, n: int, options: GANSampleOptions) -> int:
         return n if options.drs is not None else super().sample_batch_size(n, options)  # DRS burns in per call
