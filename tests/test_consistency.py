@@ -69,6 +69,7 @@ def _gap_to_teacher(student, teacher, n=64):
                  .pow(2).mean())
 
 
+@pytest.mark.slow  # 46 s; docs/BENCHMARKS.md §26 measures distillation on Fashion-MNIST, the contract test trains it
 def test_distillation_brings_one_step_samples_to_the_teachers_ode(teacher, tmp_path):
     data = genlab.load_dataset("digits")
     torch.manual_seed(0)
