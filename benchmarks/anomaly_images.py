@@ -10,7 +10,8 @@ likelihood detector and training class, the out-of-class classes whose mean scor
 (i.e. judged more normal than the normal images) are listed.
 
     pip install pyod
-    python benchmarks/anomaly_images.py --minutes 2 --out runs/anomaly_images.json
+    python benchmarks/anomaly_images.py --minutes 1 --out runs/anomaly_images.json
+    python benchmarks/anomaly_images.py --merge runs/anomaly_images_a.json runs/anomaly_images_b.json  # parts
 
 Run by hand (2 CPU cores, nothing else running); results go to docs/BENCHMARKS.md.
 """
@@ -68,13 +69,38 @@ def detectors(minutes: float, seed: int) -> dict:
 LIKELIHOODS = ("genlab vae (nll: -ELBO)", "genlab pixelcnn (nll)")
 
 
+def report(res: dict) -> None:
+    """The table (mean ROC-AUC and each class's) and the likelihood failures, from {detector: {...}}."""
+    names = list(res[next(iter(res))]["auc"])
+    print(f"\n| detector | mean ROC-AUC ({len(names)} classes) | " + " | ".join(names) + " |")
+    for k, v in res.items():
+        print(f"| {k} | {np.mean(list(v['auc'].values())):.3f} | " + " | ".join(f"{v['auc'][n]:.3f}" for n in names)
+              + " |")
+    for k in LIKELIHOODS:
+        if k in res:
+            print(f"\n{k}: out-of-class classes judged more normal than the class itself:")
+            for n, lst in res[k]["simpler_than_normal"].items():
+                print(f"  trained on {n}: {', '.join(lst) or '-'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=2.0, help="training budget of each genlab detector")
     ap.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("runs/anomaly_images.json"))
+    ap.add_argument("--merge", type=Path, nargs="+", help="print the table of earlier runs' JSON files together "
+                    "(each with some of the classes), and train nothing")
     args = ap.parse_args()
+    if args.merge:
+        res: dict = {}
+        for f in args.merge:
+            for k, v in json.loads(f.read_text())["detectors"].items():
+                r = res.setdefault(k, {"auc": {}, "seconds": {}, "simpler_than_normal": {}})
+                for part in r:
+                    r[part].update(v[part])
+        report(res)
+        return
     torch.set_num_threads(2)
     warnings.filterwarnings("ignore")
     from genlab.data import load_dataset
@@ -82,7 +108,7 @@ def main() -> None:
     tr, te = load_dataset("fashion-mnist"), load_dataset("fashion-mnist", "test")
     to_u8 = lambda d: ((d.x[:, 0].numpy() + 1) * 127.5).round().astype(np.uint8)
     xtr, ytr, xte, yte = to_u8(tr), tr.y.numpy(), to_u8(te), te.y.numpy()
-    res: dict = {}
+    res = {}
     for c in map(int, args.classes.split(",")):
         truth = (yte != c).astype(int)
         for name, score in detectors(args.minutes, args.seed).items():
@@ -102,15 +128,7 @@ def main() -> None:
                    "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(summary, indent=1))  # after every class: a kill keeps what is done
-    names = list(res[next(iter(res))]["auc"])
-    print("\n| detector | mean ROC-AUC | " + " | ".join(names) + " |")
-    for k, v in summary["detectors"].items():
-        print(f"| {k} | {v['mean_auc']:.3f} | " + " | ".join(f"{v['auc'][n]:.3f}" for n in names) + " |")
-    for k in LIKELIHOODS:
-        if k in res:
-            print(f"\n{k}: out-of-class classes judged more normal than the class itself:")
-            for n, lst in res[k]["simpler_than_normal"].items():
-                print(f"  trained on {n}: {', '.join(lst) or '-'}")
+    report(res)
 
 
 if __name__ == "__main__":
