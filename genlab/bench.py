@@ -6,7 +6,8 @@ compared (genlab.report.compare). The benchmark directory holds one run per kind
 stages done) and the comparison; a killed benchmark resumes where it stopped: a training run from its newest
 checkpoint, an evaluation from the start.
 
-    OUT/bench.json      data, minutes, seed, n, metrics; the kinds and their samplers; the stages done
+    OUT/bench.json      data, minutes, seed, n, metrics, extractor; the kinds and their samplers; the stages
+                        done, and those that failed this time (with their errors; a resume tries them again)
     OUT/KIND/           a genlab run per kind
     OUT/compare.html    the comparison (and compare.md, compare.csv)
 """
