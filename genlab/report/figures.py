@@ -28,7 +28,7 @@ def model_figures(run: str | Path, n: int = 10, seed: int = 0) -> list[Path]:
         z = torch.cat([model.encode(xs[i:i + 256], ys[i:i + 256] if cond else None) for i in range(0, len(xs), 256)])
         if z.is_floating_point() and z[0].numel() >= 2:
             out.append(latent_scatter(z, ys if model.spec.num_classes else None, run / "figures" / "latent.png",
-                                      getattr(model.spec, "classes", None)))
+                                      model.spec.class_names))
     if not model.spec.is_image:
         return out
     g = torch.Generator().manual_seed(seed)
