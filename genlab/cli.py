@@ -243,13 +243,32 @@ def _inpaint(model, run: Path, source: str, mask_name: str, n: int, seed: int, l
     return out
 
 
-def _draw(model, run: Path, n: int, seed: int, label, prompt, opts: dict, inpaint, mask: str, resample: int,
-          translate, direction: str, precision: str):
-    """What `genlab sample` writes: samples, inpaintings or translations (float32, on the CPU)."""
+def _edit(model, run: Path, source: str, strength: float, n: int, seed: int, label, opts: dict):
+    """SDEdits, shown under their inputs when written as a picture."""
     import torch
 
-    if prompt is not None and (inpaint is not None or translate is not None):
-        raise GenlabError("--prompt is for drawing new samples; --inpaint and --translate take no prompt")
+    from .apps.inpaint import load_inputs
+    from .runs import RunDir
+
+    if "edit" not in model.capabilities:
+        model.edit(None)  # the capability error, naming the kinds that have it
+    x = load_inputs(source, model.spec, n, RunDir(run).meta.get("data") if (run / "config.json").is_file() else None)
+    out = model.edit(x, strength, seed=seed, labels=label, progress=_progress(), **opts)
+    return torch.cat([x.to(out.device), out])
+
+
+def _draw(model, run: Path, n: int, seed: int, label, prompt, opts: dict, inpaint, mask: str, resample: int,
+          translate, direction: str, edit, strength: float, precision: str):
+    """What `genlab sample` writes: samples, inpaintings, edits or translations (float32, on the CPU)."""
+    import torch
+
+    given = [f"--{k}" for k, v in (("inpaint", inpaint), ("translate", translate), ("edit", edit)) if v is not None]
+    if len(given) > 1:
+        raise GenlabError(f"{' and '.join(given)} are separate tasks; give one of them")
+    if prompt is not None and given:
+        raise GenlabError(f"--prompt is for drawing new samples; {given[0]} takes no prompt")
+    if edit is not None:
+        return _edit(model, run, edit, strength, n, seed, label, opts).cpu().float()
     if inpaint is not None:
         return _inpaint(model, run, inpaint, mask, n, seed, label, resample, opts).cpu().float()
     if translate is not None:
@@ -290,13 +309,18 @@ def sample(
     resample: int = typer.Option(5, help="with --inpaint: RePaint resampling per step"),
     translate: str | None = typer.Option(None, help="translation models: translate IMAGE.png, FILE.npz or 'test' (the "
                                          "first --n test images of the source domain)"),
+    edit: str | None = typer.Option(None, help="diffusion: SDEdit IMAGE.png, FILE.npz or 'test' (the first --n "
+                                    "test images): noise them to --strength and denoise"),
+    strength: float = typer.Option(0.5, help="with --edit: the fraction of the noise schedule added, in (0, 1]; "
+                                   "low keeps the input, high follows the model"),
     direction: str = typer.Option("ab", help="with --translate: ab (training data -> target) or ba"),
     device: str = typer.Option("auto"),
     precision: str = typer.Option("auto", help=PRECISION_HELP),
 ) -> None:
     """Draw samples from a trained model and write them as a picture or arrays, in original units.
     With --inpaint, fill the masked part of given images instead (rows: input with the hole, result); with
-    --translate (translation models), translate given images (rows: input, translation)."""
+    --edit (diffusion), re-imagine given images with SDEdit (rows: input, edit); with --translate (translation
+    models), translate given images (rows: input, translation)."""
     import torch
 
     from .io import write_csv, write_npz
@@ -313,13 +337,14 @@ def sample(
     if model.channels_last(precision):  # the faster layout for this model in this precision
         model.to(memory_format=torch.channels_last)
     with autocast(precision, model.device):
-        x = _draw(model, run, n, seed, label, prompt, opts, inpaint, mask, resample, translate, direction, precision)
+        x = _draw(model, run, n, seed, label, prompt, opts, inpaint, mask, resample, translate, direction, edit,
+                  strength, precision)
     ext = "png" if model.spec.is_image or model.spec.dims == 2 else "npz"
-    what = "inpaint" if inpaint else "translate" if translate else "sample"
+    what = "inpaint" if inpaint else "translate" if translate else "edit" if edit else "sample"
     out = out or run / "samples" / f"{what}_seed{seed}.{ext}"
     suffix = out.suffix.lower()
     if suffix == ".png":
-        two_rows = inpaint is not None or translate is not None
+        two_rows = inpaint is not None or translate is not None or edit is not None
         if save_samples(x.cpu(), model.spec, out, nrow=len(x) // 2 if two_rows else None) is None:
             raise GenlabError(f"{model.spec.kind} data of {model.spec.dims} dims has no picture; "
                               "use --out FILE.npz or FILE.csv")

@@ -65,6 +65,26 @@ def test_inpaint_cli_keeps_the_known_pixels(cli, cond_run, tmp_path):
     assert (w, h) == (4 * (3 * 10 + 2), 4 * (2 * 10 + 2))  # 2 rows x 3 of 8x8 images, 2-px padding, upscaled 4x
 
 
+def test_edit_cli_keeps_more_of_the_input_at_low_strength(cli, cond_run, tmp_path):
+    """SDEdit from the CLI: rows input, edit; a low strength stays near the input, strength 1 moves away."""
+    test = genlab.load_dataset("digits", "test")
+    inputs = test.spec.to_original(test.x[:8]).astype(float)
+    dist = {}
+    for strength in ("0.05", "1"):
+        out = tmp_path / f"edit{strength}.npz"
+        code, _, err = cli("sample", cond_run, "--edit", "test", "--strength", strength, "--n", "8", "--sampler",
+                           "ddim", "--steps", "20", "--out", out)
+        assert code == 0, err
+        both = np.load(out)["x"]
+        assert np.array_equal(both[:8], test.spec.to_original(test.x[:8]))
+        dist[strength] = np.abs(both[8:] - inputs).mean()
+    assert dist["0.05"] < dist["1"] / 3, dist
+    one_line_error(*cli("sample", cond_run, "--edit", "test", "--strength", "0")[::2], "strength must be in (0, 1]")
+    one_line_error(*cli("sample", cond_run, "--edit", "test", "--inpaint", "test")[::2],
+                   "--inpaint and --edit are separate tasks")
+    one_line_error(*cli("sample", cond_run, "--edit", tmp_path / "none.png")[::2], "no file")
+
+
 def test_bad_sampling_inputs(cli, cond_run, uncond_run, tmp_path):
     one_line_error(*cli("sample", uncond_run, "--guidance", "2")[::2], "unconditional")
     one_line_error(*cli("sample", cond_run, "--label", "10")[::2], "label 10 is out of range")
@@ -84,4 +104,5 @@ def test_bad_sampling_inputs(cli, cond_run, uncond_run, tmp_path):
 def test_inpaint_is_a_diffusion_capability(cli, tmp_path):
     out = train_cli("vae", tmp_path / "vae", "--data", "digits")
     one_line_error(*cli("sample", out, "--inpaint", "test")[::2], "vae has no inpaint; models with it: ddpm")
+    one_line_error(*cli("sample", out, "--edit", "test")[::2], "vae has no edit; models with it: ddpm, ldm")
     one_line_error(*cli("sample", out, "--sampler", "ddim")[::2], "vae takes no --sampler")

@@ -10,8 +10,9 @@ from torch import nn
 
 import genlab
 from genlab.data.spec import DataSpec
+from genlab.errors import GenlabError
 from genlab.models.diffusion import SAMPLERS, NoiseSchedule
-from genlab.models.diffusion.samplers import timesteps
+from genlab.models.diffusion.samplers import start_timesteps, timesteps
 
 
 @pytest.mark.parametrize("kind", ["linear", "cosine", "sigmoid"])
@@ -211,3 +212,52 @@ def test_min_snr_weights(target):
     err = ((model.net(xt, t) - (noise if target == "eps" else v)) ** 2).mean(1)
     w = snr.clamp(max=5) / (snr if target == "eps" else snr + 1)
     assert loss.item() == pytest.approx((err * w).mean().item(), rel=1e-5)
+
+
+def test_sdedit_walks_from_the_noised_input_on_the_sampler_timesteps():
+    assert start_timesteps(timesteps(10, 5), 6) == [6, 5, 3, 1]  # timesteps(10, 5) = [9, 7, 5, 3, 1]
+    assert start_timesteps(timesteps(10, 5), None) == [9, 7, 5, 3, 1]
+    mu, s = torch.tensor([0.5, -1.0]), torch.tensor([0.3, 2.0])
+    model = exact_model(mu, s)
+    sch = model.schedule
+    x = torch.tensor([[1.0, 2.0]]).expand(300, 2)
+    out = model.edit(x, 0.4, seed=5, sampler="ddim", steps=50, eta=0.0)
+    # x_399 = sqrt(a) x + sqrt(1 - a) z with the seed's first draw; then the DDIM map of the test above from 399
+    z = torch.randn((300, 2), generator=torch.Generator().manual_seed(5))
+    start = 399
+    ts = [start] + [t for t in timesteps(1000, 50) if t < start] + [0]
+    assert len(ts) - 1 == 20  # 19 of the 50 respaced steps lie below t = 399, plus the start: 0.4 x 50
+    a0 = sch.alphas_cumprod[start]
+    d = (a0.sqrt() * x + (1 - a0).sqrt() * z).double() - a0.sqrt() * mu.double()
+    s2 = s.double() ** 2
+    for i, t in enumerate(ts[:-1]):
+        a, a_s = sch.alphas_cumprod[t], sch.alphas_cumprod[ts[i + 1]]
+        d = d * ((a_s * a).sqrt() * s2 + ((1 - a_s) * (1 - a)).sqrt()) / (a * s2 + 1 - a)
+    expected = sch.alphas_cumprod[0].sqrt() * mu + d
+    torch.testing.assert_close(out, expected.float(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("strength", [0.2, 0.6])
+def test_sdedit_with_ancestral_steps_samples_the_gaussian_posterior(strength):
+    """For data N(mu, s^2), an edit of x through x_t ~ q(x_t | x) and exact ancestral steps is p(x0 | x_t):
+    mean mu + c (x - mu), c = a s^2 / (a s^2 + 1 - a); variance s^2 (1 - a) / (a s^2 + 1 - a) + c^2 (1 - a) / a."""
+    mu, s = torch.tensor([0.5, -1.0]), torch.tensor([0.3, 2.0])
+    model = exact_model(mu, s)
+    x = torch.tensor([[1.5, 1.0]])
+    out = model.edit(x.expand(4000, 2), strength, seed=0, sampler="ddpm", steps=1000)
+    a = model.schedule.alphas_cumprod[round(strength * 1000) - 1].float()
+    c = a * s**2 / (a * s**2 + 1 - a)
+    var = s**2 * (1 - a) / (a * s**2 + 1 - a) + c**2 * (1 - a) / a
+    torch.testing.assert_close(out.mean(0), mu + c * (x[0] - mu), atol=4 * float(var.max().sqrt()) / 63, rtol=0)
+    torch.testing.assert_close(out.var(0), var, rtol=0.1, atol=1e-4)
+
+
+def test_edit_rejects_bad_strengths_and_inputs():
+    model = exact_model(torch.zeros(2), torch.ones(2))
+    for bad in (0, -0.5, 1.5, float("nan"), float("inf")):
+        with pytest.raises(GenlabError, match="strength must be in"):
+            model.edit(torch.zeros(3, 2), bad)
+    with pytest.raises(GenlabError, match="inputs to edit have shape"):
+        model.edit(torch.zeros(3, 5), 0.5)
+    with pytest.raises(GenlabError, match="NaN or inf"):
+        model.edit(torch.tensor([[0.0, float("nan")]]), 0.5)

@@ -25,7 +25,7 @@ def load_inputs(source: str, spec: DataSpec, n: int, data: dict | None = None) -
         return test.take(torch.arange(min(n, len(test))))[0]
     p = Path(source)
     if not p.is_file():
-        raise GenlabError(f"no file {p} to inpaint: give a PNG image, an NPZ of images, or 'test'")
+        raise GenlabError(f"no file {p}: give a PNG image, an NPZ of images, or 'test'")
     if p.suffix.lower() == ".npz":
         with np.load(p) as z:
             if not z.files:

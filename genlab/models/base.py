@@ -34,7 +34,7 @@ from ..data.spec import DataSpec
 from ..errors import CapabilityError, GenlabError
 from ..precision import autocast, fp32, resolve
 
-CAPABILITIES = ("log_prob", "encode", "decode", "reconstruct", "interpolate", "traverse", "inpaint")
+CAPABILITIES = ("log_prob", "encode", "decode", "reconstruct", "interpolate", "traverse", "inpaint", "edit")
 
 
 def evaluating(fn):
@@ -404,6 +404,9 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
 
     def inpaint(self, x, mask, **opts):
         self._missing("inpaint")
+
+    def edit(self, x, strength: float = 0.5, **opts):
+        self._missing("edit")
 
     # ---- persistence
     def describe(self) -> dict[str, Any]:

@@ -71,6 +71,12 @@ class LDM(DDPM):
     def channels_last(self, precision: str) -> bool:
         return False  # the images only pass the frozen encoder; the codes are small maps or vectors
 
+    def to_space(self, x: torch.Tensor) -> torch.Tensor:
+        return self.codes(x)
+
+    def from_space(self, z: torch.Tensor) -> torch.Tensor:
+        return self.frozen("first_stage").from_latent(z / self.latent_scale)
+
     def codes(self, x: torch.Tensor) -> torch.Tensor:
         """Data (B, *shape) -> scaled codes (B, *latent_shape), float32."""
         with torch.no_grad():
@@ -93,6 +99,6 @@ class LDM(DDPM):
     @torch.no_grad()
     def _sample(self, n, *, seed, labels, options, progress):
         z, info = super()._sample(n, seed=seed, labels=labels, options=options, progress=progress)
-        return self.frozen("first_stage").from_latent(z / self.latent_scale), info
+        return self.from_space(z), info
 
     inpaint = GenerativeModel.inpaint  # RePaint works on pixels; an ldm diffuses codes (a ddpm run inpaints)

@@ -37,7 +37,7 @@ from ...precision import fp32
 from ...text import text_encoder_class
 from ..base import GenerativeModel, generator, progress_bar
 from .conditioners import make_conditioner
-from .samplers import Sampler, sample_loop, sampler_class
+from .samplers import Sampler, sample_loop, sampler_class, start_timesteps
 from .schedule import SCHEDULES, NoiseSchedule
 
 TARGETS = ("eps", "x0", "v")
@@ -253,19 +253,21 @@ class DDPM(GenerativeModel):
         return {"loss_by_t": out}
 
     # ---- the denoiser at sampling time
-    def denoiser(self, cond: Any, guidance: float, clip: bool):
+    def denoiser(self, cond: Any, guidance: float, clip: bool, net: torch.nn.Module | None = None):
         """(x_t, t) -> (x0_hat, eps_hat) for the conditioner's `cond`, with classifier-free guidance on the network
-        output pred = uncond + w (cond - uncond); w = 0 and w = 1 evaluate one branch only (exactly)."""
+        output pred = uncond + w (cond - uncond); w = 0 and w = 1 evaluate one branch only (exactly). net: another
+        network of the same kind (a distillation's teacher) in place of the model's."""
         c = self.config
         null = None if cond is None else self.conditioner.null(cond)
+        net = self.net if net is None else net
 
         def denoise(x: torch.Tensor, t: torch.Tensor):
             if cond is None or guidance == 1:
-                pred = fp32(self.net(x, t, cond))
+                pred = fp32(net(x, t, cond))
             elif guidance == 0:
-                pred = fp32(self.net(x, t, null))
+                pred = fp32(net(x, t, null))
             else:
-                both = fp32(self.net(torch.cat([x, x]), torch.cat([t, t]), self.conditioner.cat(cond, null)))
+                both = fp32(net(torch.cat([x, x]), torch.cat([t, t]), self.conditioner.cat(cond, null)))
                 p_cond, p_uncond = both.chunk(2)
                 pred = p_uncond + guidance * (p_cond - p_uncond)
             a = self.schedule.abar(t, x)
@@ -332,6 +334,50 @@ class DDPM(GenerativeModel):
             x = sample_loop(denoise, self.schedule, x, sampler, steps, g, progress=tick)
         return x, {"nfe": self._nfe(cond, w, steps)}
 
+    def _inputs(self, x, what: str) -> torch.Tensor:
+        """x as a float32 batch of the model's data shape."""
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if x.shape == self.spec.shape:
+            x = x[None]
+        if tuple(x.shape[1:]) != tuple(self.spec.shape):
+            raise GenlabError(f"inputs to {what} have shape {tuple(x.shape[1:])}, the model makes "
+                              f"{tuple(self.spec.shape)}")
+        if not torch.isfinite(x).all():
+            raise GenlabError(f"inputs to {what} hold NaN or inf values")
+        return x
+
+    @torch.no_grad()
+    def edit(self, x: torch.Tensor, strength: float = 0.5, *, seed: int | None = None, labels=None,
+             sampler: str = "ddim", steps: int = 50, guidance: float | None = None, eta: float | None = None,
+             progress: bool = False) -> torch.Tensor:
+        """SDEdit (Meng et al. 2022): noise x to the level t = strength * T of the forward process and walk the
+        reverse chain back with `sampler`, so the result is a sample of the model that keeps x's coarse layout.
+        strength in (0, 1]: near 0 returns x almost unchanged (faithful), 1 ignores it (realistic). Visits the
+        sampler's timesteps at or below t, about strength * steps network evaluations. x: (B, *shape) or
+        (*shape) in data space."""
+        x = self._inputs(x, "edit")
+        if not (isinstance(strength, (int, float)) and math.isfinite(strength) and 0 < strength <= 1):
+            raise GenlabError(f"strength must be in (0, 1], the fraction of the noise schedule to add, got "
+                              f"{strength}")
+        n, dev = x.shape[0], self.device
+        labels, w, smp, steps = self._options(labels, guidance, sampler, steps, eta, n)
+        start = max(round(strength * self.config.timesteps) - 1, 0)
+        g = generator(seed)
+        noise = torch.randn((n, *self.space.shape), generator=g).to(dev)
+        z = self.schedule.q_sample(self.to_space(x.to(dev)), torch.full((n,), start, device=dev), noise)
+        denoise = self.denoiser(self.conditioner.sampling(labels, None, n, dev), w, self.clip_x0)
+        todo = len(start_timesteps(smp.timesteps(self.config.timesteps, steps), start))
+        with progress_bar(progress, todo, "editing") as tick:
+            out = sample_loop(denoise, self.schedule, z, smp, steps, g, progress=tick, start=start)
+        return self.in_range(self.from_space(out))
+
+    def to_space(self, x: torch.Tensor) -> torch.Tensor:
+        """Data -> the space the diffusion runs in (the data itself here; codes for an ldm)."""
+        return x
+
+    def from_space(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
     @torch.no_grad()
     def inpaint(self, x: torch.Tensor, mask: torch.Tensor, *, seed: int | None = None, labels=None,
                 sampler: str = "ddpm", steps: int = 100, resample: int = 5, guidance: float | None = None,
@@ -340,12 +386,7 @@ class DDPM(GenerativeModel):
         step the known part is the forward-noised x and the step is repeated `resample` times, re-noising in
         between. x: (B, *shape) or (*shape) in data space; mask broadcastable to it. Costs steps * resample
         network evaluations per image."""
-        x = torch.as_tensor(x, dtype=torch.float32)
-        if x.shape == self.spec.shape:
-            x = x[None]
-        if tuple(x.shape[1:]) != tuple(self.spec.shape):
-            raise GenlabError(f"images to inpaint have shape {tuple(x.shape[1:])}, the model makes "
-                              f"{tuple(self.spec.shape)}")
+        x = self._inputs(x, "inpaint")
         mask = torch.as_tensor(mask, dtype=torch.float32)
         try:
             mask = torch.broadcast_to(mask, x.shape)

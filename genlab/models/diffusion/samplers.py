@@ -132,14 +132,20 @@ def sampler_class(name: str) -> type[Sampler]:
     return SAMPLERS[name]
 
 
+def start_timesteps(ts: list[int], start: int | None) -> list[int]:
+    """The timesteps of a walk that begins at `start` (None: all of `ts`): start, then those of ts below it."""
+    return ts if start is None else [start] + [t for t in ts if t < start]
+
+
 def sample_loop(denoise: Denoise, schedule: NoiseSchedule, x: torch.Tensor, sampler: Sampler, steps: int,
                 g: torch.Generator, known: Callable | None = None, resample: int = 1,
-                progress: Callable | None = None) -> torch.Tensor:
+                progress: Callable | None = None, start: int | None = None) -> torch.Tensor:
     """Run `sampler` from x = x_T (pure noise) through its timesteps, then to t = 0. `denoise(x, t) ->
     (x0_hat, eps_hat)` at integer timesteps t (B,). `known(x_s, s, g)` (inpainting) overwrites the known part
     of each intermediate x_s; `resample` > 1 re-noises x_s to x_t and repeats the step (RePaint, Lugmayr et
-    al. 2022), so the generated part harmonises with the known one."""
-    ts = sampler.timesteps(schedule.steps, steps)
+    al. 2022), so the generated part harmonises with the known one. `start` (SDEdit): x is x_start, a noised
+    input, and the walk begins there, skipping the sampler's timesteps above it."""
+    ts = start_timesteps(sampler.timesteps(schedule.steps, steps), start)
     draw = lambda: torch.randn(x.shape, generator=g).to(x.device, x.dtype)
     sampler.reset()
     for i, t in enumerate(ts):
