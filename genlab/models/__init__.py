@@ -12,7 +12,7 @@ from ..io import read_json
 from .autoencoder import Autoencoder, DenoisingAutoencoder
 from .base import CAPABILITIES, GenerativeModel
 from .cyclegan import CycleGAN
-from .diffusion import DDPM, LDM, Consistency
+from .diffusion import DDPM, LDM, Consistency, Progressive
 from .flows import MAF, NSF, Glow, RealNVP
 from .gan import GAN
 from .pixelcnn import GatedPixelCNN, PixelCNN
@@ -22,7 +22,8 @@ from .vqvae import VQVAE
 
 REGISTRY: dict[str, type[GenerativeModel]] = {c.kind: c for c in (Autoencoder, DenoisingAutoencoder, VAE, DDPM, GAN,
                                                                 CycleGAN, MAF, NSF, RealNVP, Glow, PixelCNN,
-                                                                GatedPixelCNN, VQVAE, VQAR, LDM, Consistency)}
+                                                                GatedPixelCNN, VQVAE, VQAR, LDM, Consistency,
+                                                                Progressive)}
 
 __all__ = ["REGISTRY", "CAPABILITIES", "GenerativeModel", "create", "available", "load_model", "model_class"]
 

@@ -37,8 +37,20 @@ from ...io import read_json
 from ..base import GenerativeModel, generator, progress_bar
 from .model import DDPM, DiffusionConfig, SamplerDefaults
 
-# CD: the student is built as the teacher (its denoiser, target, schedule, classes or text encoder)
+# distillation: the student is built as the teacher (its denoiser, target, schedule, classes or text encoder)
 INHERITED = ("arch", "net", "target", "schedule", "timesteps", "conditional", "text")
+
+
+def as_teacher(config, what: str):
+    """`config` with the denoiser, target, schedule and conditioning of its `teacher` ddpm run (its config only:
+    the weights are loaded once, as a frozen component)."""
+    try:
+        meta = read_json(Path(config.teacher).expanduser() / "config.json")
+    except GenlabError as e:
+        raise GenlabError(f"teacher={config.teacher} cannot be loaded: {e}") from None
+    if meta.get("kind") != DDPM.kind:
+        raise GenlabError(f"{what} needs a ddpm teacher; {config.teacher} is a {meta.get('kind')} run")
+    return dataclasses.replace(config, **{k: meta["config"][k] for k in INHERITED if k in meta["config"]})
 
 
 @dataclass
@@ -85,14 +97,7 @@ class Consistency(DDPM):
 
     def __init__(self, spec, config: ConsistencyConfig):
         if config.teacher:  # CD: the student is built as the teacher (its denoiser, target, schedule, classes)
-            try:  # its config only: the weights are loaded once, below, as a frozen component
-                meta = read_json(Path(config.teacher).expanduser() / "config.json")
-            except GenlabError as e:
-                raise GenlabError(f"teacher={config.teacher} cannot be loaded: {e}") from None
-            if meta.get("kind") != DDPM.kind:
-                raise GenlabError(f"consistency distillation needs a ddpm teacher; {config.teacher} is a "
-                                  f"{meta.get('kind')} run")
-            config = dataclasses.replace(config, **{k: meta["config"][k] for k in INHERITED if k in meta["config"]})
+            config = as_teacher(config, "consistency distillation")
         super().__init__(spec, config)
         self.sigma_max = min(self.config.sigma_max, float(self.schedule.sigma_ve(1.0)) * 0.999)
         if self.config.teacher:
@@ -191,3 +196,4 @@ class Consistency(DDPM):
         return x, {"nfe": float(steps)}
 
     inpaint = GenerativeModel.inpaint  # RePaint needs a sampler's many small steps: use the ddpm teacher
+    edit = GenerativeModel.edit  # SDEdit walks a sampler's chain from the noised input: use the ddpm teacher
