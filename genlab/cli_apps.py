@@ -1,6 +1,6 @@
 """The applications on the command line: `genlab synth` (synthetic tables with their report), `genlab anomaly fit|score`
-(anomaly scores to CSV) and `genlab augment` (generative oversampling of a CSV's rare classes). Thin layers over
-genlab.apps."""
+(anomaly scores to CSV), `genlab augment` (generative oversampling of a CSV's rare classes) and `genlab adapt`
+(domain-adversarial adaptation between two datasets). Thin layers over genlab.apps."""
 
 from __future__ import annotations
 
@@ -204,3 +204,39 @@ def augment(
     atomic_write_bytes(out, res.to_csv(index=False).encode())
     added = ", ".join(f"{c}: +{n}" for c, n in sampler.sampling_strategy_.items()) or "nothing"
     print(f"augment: {len(x)} rows -> {len(xr)} ({added}); {out}")
+
+
+@app.command()
+def adapt(
+    source: str = typer.Argument(..., help="a labelled dataset, e.g. mnist5k"),
+    target: str = typer.Argument(..., help="a dataset of the same classes in another domain, e.g. digits (images "
+                                 "are resized to the source's size)"),
+    weight: float = typer.Option(1.0, "--lambda", help="the top weight of the reversed domain gradient"),
+    ramp: int = typer.Option(1000, "--ramp", help="steps over which that weight rises from 0"),
+    steps: int | None = typer.Option(None, help="training budget per model in steps (default 3000)"),
+    minutes: float | None = typer.Option(None, help="training budget per model in minutes"),
+    out: Path | None = typer.Option(None, "--out", help="also write the accuracies to this JSON file"),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Domain-adversarial adaptation (DANN): train on SOURCE's labels and TARGET's unlabelled train split, beside
+    the same network on SOURCE alone; print both accuracies on each test split."""
+    from .apps.domain import adapt_datasets
+    from .io import atomic_write_json
+
+    if not (np.isfinite(weight) and weight > 0):
+        raise GenlabError(f"--lambda must be a positive weight, got {weight}")
+    if ramp < 0:
+        raise GenlabError(f"--ramp must be >= 0 steps, got {ramp}")
+    if out is not None and out.suffix.lower() != ".json":
+        raise GenlabError(f"--out {out} is not a .json file")
+    budget = _budget(steps, minutes) or {"steps": 3000}
+    res = adapt_datasets(source, target, adapt=weight, ramp=ramp, random_state=seed, device=device,
+                         verbose=progress, **budget)
+    print(f"{'':12} {source + ' test':>18} {target + ' test':>18}")
+    for name in ("source-only", "dann"):
+        print(f"{name:12} {res[name]['source_acc']:18.4f} {res[name]['target_acc']:18.4f}")
+    if out is not None:
+        atomic_write_json(out, res)
+        print(f"wrote {out}")

@@ -147,3 +147,20 @@ def n_params(module: nn.Module) -> int:
 
 def flat_dim(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
+
+
+class _GradReverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, lam):
+        ctx.lam = lam
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.lam * grad, None
+
+
+def grad_reverse(x: torch.Tensor, lam: float = 1.0) -> torch.Tensor:
+    """The gradient-reversal layer (Ganin et al. 2016): the identity forward, -lam x the gradient backward, so a
+    network below it learns to defeat the classifier above it."""
+    return _GradReverse.apply(x, float(lam))
