@@ -23,6 +23,7 @@ from torch import nn
 from ..config import check
 from ..data.dataset import dequantize
 from ..errors import GenlabError
+from ..nn.perceptual import PerceptualLoss
 from ..precision import exact
 from .base import evaluating, generator, randn
 from .latent import LatentConfig, LatentModel
@@ -40,6 +41,7 @@ class VAEConfig(LatentConfig):
     beta: float = 1.0  # weight of the KL term (β-VAE)
     kl_warmup_steps: int = 0  # KL annealing: the KL weight grows linearly from 0 to beta over these steps
     free_bits: float = 0.0  # floor, in nats, on each latent dimension's batch-mean KL
+    perceptual: float = 0.0  # weight of a perceptual loss in the shipped classifier's features (images; 0 = off)
 
     def __post_init__(self):
         super().__post_init__()
@@ -51,11 +53,22 @@ class VAEConfig(LatentConfig):
         check(self.beta >= 0, f"beta must be >= 0, got {self.beta}")
         check(self.kl_warmup_steps >= 0, f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
         check(self.free_bits >= 0, f"free_bits must be >= 0, got {self.free_bits}")
+        check(self.perceptual >= 0, f"perceptual must be >= 0, got {self.perceptual}")
 
 
 @dataclass
 class VAESampleOptions:
     mean: bool = True  # decode to the decoder's mean (true) or draw from p(x|z) (false)
+
+
+def perceptual_loss(spec) -> PerceptualLoss:
+    """The perceptual loss in the features of the classifier genlab ships for the data's metrics."""
+    from ..metrics.features import SHIPPED, extractor_for
+
+    if not spec.is_image or spec.name not in SHIPPED:
+        raise GenlabError(f"perceptual needs a classifier of {spec.name}'s images; genlab ships them for "
+                          f"{', '.join(SHIPPED)}")
+    return PerceptualLoss(extractor_for(spec.name).net.body)
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -96,8 +109,14 @@ class VAE(LatentModel):
         # log P(8-bit image) >= E_u log p(dequantised) - D log(L/2): the bin width is 2/L in model space
         dequant = spec.is_image and config.likelihood == "gaussian"
         self.log_offset = -spec.dims * math.log((spec.levels or 256) / 2) if dequant else 0.0
+        if config.perceptual > 0:
+            self._frozen["perceptual"] = perceptual_loss(spec)
 
     # ---- pieces
+    def mean_image(self, raw: torch.Tensor) -> torch.Tensor:
+        """The decoder's mean in model space (images or vectors), from its raw output (B, out_factor, *shape)."""
+        return torch.sigmoid(raw[:, 0]) * 2 - 1 if self.config.likelihood == "bernoulli" else raw[:, 0]
+
     def target(self, x: torch.Tensor) -> torch.Tensor:
         """What the likelihood scores: dequantised images (gaussian), binarised images (bernoulli), or x."""
         c = self.config
@@ -159,6 +178,10 @@ class VAE(LatentModel):
         nelbo = (kl - rec).mean().detach() - self.log_offset
         logs = {"loss": loss.detach(), "nelbo": nelbo, "recon": -rec.mean().detach(), "kl": kl.mean().detach(),
                 "kl_weight": torch.tensor(w)}
+        if self.config.perceptual > 0:  # the loss is then no longer the negative ELBO; nelbo still is
+            perc = self.frozen("perceptual")(self.mean_image(raw), x).mean()
+            loss = loss + self.config.perceptual * perc
+            logs |= {"loss": loss.detach(), "perceptual": perc.detach()}
         if self.spec.is_image:
             logs["nelbo_bpd"] = nelbo / (D * math.log(2))
         return loss, logs
@@ -183,10 +206,8 @@ class VAE(LatentModel):
         return self.posterior(x, y)[0]
 
     def decode(self, z, y=None):
-        raw = self._decode_raw(z, y)[:, 0]
-        if self.config.likelihood == "bernoulli":
-            return torch.sigmoid(raw) * 2 - 1
-        return raw.clamp(-1, 1) if self.spec.is_image else raw
+        x = self.mean_image(self._decode_raw(z, y))
+        return x.clamp(-1, 1) if self.spec.is_image else x
 
     def reconstruct(self, x, y=None):
         return self.decode(self.encode(x, y), y)
