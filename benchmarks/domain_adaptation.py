@@ -7,7 +7,7 @@ Shifts, both offline:
 - two moons -> the same rotated 35 degrees (Ganin et al. 2016's toy, Fig. 2), 600 rows each side.
 Mean and std over --seeds. Run by hand (2 CPU cores: nothing else running); results go to docs/BENCHMARKS.md.
 
-    python benchmarks/domain_adaptation.py --seeds 5 --steps 3000 --out runs/domain_adaptation.json
+    python benchmarks/domain_adaptation.py --seeds 3 --steps 1500 --out runs/domain_adaptation.json
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ def summary(runs: list[dict], name: str, key: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--out", type=Path, default=Path("runs/domain_adaptation.json"))
     args = ap.parse_args()
     torch.set_num_threads(2)

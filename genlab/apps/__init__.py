@@ -1,10 +1,11 @@
 """Applications built on the models: inpainting (genlab.apps.inpaint), anomaly detection (`AnomalyDetector`,
 genlab.apps.anomaly), generative oversampling of rare classes (`GenerativeOversampler`, genlab.apps.oversample) and
-synthetic tables (`TabularSynthesizer`, genlab.apps.tabular, with its metrics in genlab.apps.table_metrics)."""
+synthetic tables (`TabularSynthesizer`, genlab.apps.tabular, with its metrics in genlab.apps.table_metrics) and
+domain-adversarial adaptation (`DomainAdversarialClassifier`, genlab.apps.domain)."""
 
 from __future__ import annotations
 
-__all__ = ["AnomalyDetector", "GenerativeOversampler", "TabularSynthesizer"]
+__all__ = ["AnomalyDetector", "DomainAdversarialClassifier", "GenerativeOversampler", "TabularSynthesizer"]
 
 
 def __getattr__(name: str):
@@ -20,4 +21,8 @@ def __getattr__(name: str):
         from .tabular import TabularSynthesizer
 
         return TabularSynthesizer
+    if name == "DomainAdversarialClassifier":
+        from .domain import DomainAdversarialClassifier
+
+        return DomainAdversarialClassifier
     raise AttributeError(f"module 'genlab.apps' has no attribute {name!r}")

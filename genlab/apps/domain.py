@@ -71,9 +71,9 @@ class DANN(GenerativeModel):
         super().__init__(spec, config)
         h, k = config.hidden, spec.num_classes
         if spec.is_image:
-            c = spec.shape[0]
-            self.features = nn.Sequential(nn.Conv2d(c, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                                          nn.Conv2d(32, 48, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+            c, pad = spec.shape[0], 0 if min(spec.shape[1:]) >= 16 else 2  # unpadded as the paper's, 28 -> 4 x 4
+            self.features = nn.Sequential(nn.Conv2d(c, 32, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
+                                          nn.Conv2d(32, 48, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
             with torch.no_grad():
                 d = self.features(torch.zeros(1, *spec.shape)).shape[1]
         else:
