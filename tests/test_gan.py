@@ -8,7 +8,8 @@ import torch
 
 import genlab
 from genlab.data.spec import DataSpec
-from genlab.models.gan import LOSSES, d_loss, diff_augment, g_loss, input_gradient_norm
+from genlab.errors import GenlabError
+from genlab.models.gan import LOSSES, d_loss, diff_augment, g_loss, input_gradient_norm, ortho_penalty, truncated_normal
 
 
 def vector_spec(d=2, classes=None):
@@ -123,8 +124,6 @@ def test_diffaugment_is_differentiable_and_translation_shifts():
 
 
 def test_gan_bad_inputs():
-    from genlab.errors import GenlabError
-
     with pytest.raises(GenlabError, match="loss must be one of"):
         genlab.create("gan", vector_spec(), loss="wasserstein")
     with pytest.raises(GenlabError, match="diffaugment is for images"):
@@ -326,3 +325,39 @@ def test_unrolled_generator_gradient_is_the_derivative_through_the_look_ahead_an
 
     with pytest.raises(GenlabError, match="unroll needs spectral_norm=false"):
         genlab.create("gan", vector_spec(), unroll=2, spectral_norm=True)
+
+
+def test_orthogonal_regularisation_is_brock_et_al_eq_3():
+    """||W W^T * (1 - I)||_F^2 summed over G's weight matrices (rows: output filters), by hand; zero for a layer
+    with orthogonal rows of any norms; added to G's loss with its weight."""
+    lin = torch.nn.Linear(5, 3)
+    w = lin.weight.detach()
+    want = sum((w[i] @ w[j]) ** 2 for i in range(3) for j in range(3) if i != j)
+    torch.testing.assert_close(ortho_penalty(lin), want)
+    with torch.no_grad():
+        lin.weight.copy_(torch.diag(torch.tensor([2.0, 0.5, 3.0])) @ torch.linalg.qr(torch.randn(5, 3))[0].T)
+    assert ortho_penalty(lin).item() < 1e-10
+    data = genlab.load_dataset("digits")
+    m = genlab.create("gan", data, ortho_reg=1e-3)
+    x = data.x[:8]
+    torch.manual_seed(0)
+    loss, logs = m(x, None, phase="generator")
+    m.config.ortho_reg = 0.0
+    torch.manual_seed(0)
+    plain, _ = m(x, None, phase="generator")
+    torch.testing.assert_close(loss, plain + 1e-3 * logs["ortho"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logs["ortho"], ortho_penalty(m.G).detach())
+
+
+def test_truncation_draws_the_truncated_normal():
+    from scipy.stats import truncnorm
+
+    z = truncated_normal((20000, 4), 0.7, torch.Generator().manual_seed(0))
+    assert z.abs().max() <= 0.7
+    assert z.std().item() == pytest.approx(truncnorm(-0.7, 0.7).std(), rel=0.02)
+    m = genlab.create("gan", genlab.load_dataset("gaussians8"))
+    near = m.sample(500, seed=0, truncation=0.1)  # z near 0: samples near G(0)
+    far = m.sample(500, seed=0)
+    assert near.std(0).max() < 0.5 * far.std(0).min()
+    with pytest.raises(GenlabError, match="truncation must be a positive"):
+        m.sample(5, truncation=0)

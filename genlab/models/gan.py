@@ -4,7 +4,8 @@ spectral normalisation (Miyato et al. 2018), self-attention (Zhang et al. 2019),
 (Karras et al. 2018), feature matching and one-sided label smoothing (Salimans et al. 2016), PacGAN packing
 (Lin et al. 2018), TTUR (Heusel et al. 2017), R1 (Mescheder et al. 2018), DiffAugment (Zhao et al. 2020),
 top-k generator updates (Sinha et al. 2020), conditional G with a concatenation or projection discriminator
-(Mirza & Osindero 2014; Miyato & Koyama 2018).
+(Mirza & Osindero 2014; Miyato & Koyama 2018), unrolled D look-ahead (Metz et al. 2017), and BigGAN's orthogonal
+regularisation and truncation trick (Brock et al. 2019).
 
 D outputs logits (critic values for the Wasserstein losses). The Trainer runs ("discriminator", n_critic)
 then ("generator", 1) per iteration, each repeat on a fresh batch.
@@ -65,6 +66,7 @@ class GANConfig:
     diffaugment: str = ""  # images: comma list of translation, cutout, color
     unroll: int = 0  # unrolled GAN (Metz et al. 2017): G's loss sees D after this many look-ahead steps (0: off)
     unroll_lr: float = 0.01  # the size of each look-ahead step (plain gradient descent on D's loss)
+    ortho_reg: float = 0.0  # G's off-diagonal orthogonal regularisation (Brock et al. 2019 eq. 3; they use 1e-4)
 
     def __post_init__(self):
         check(self.loss in LOSSES, f"loss must be one of {', '.join(LOSSES)}, got '{self.loss}'")
@@ -78,6 +80,7 @@ class GANConfig:
         check(0 <= self.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
         check(self.d_lr_ratio > 0 and self.gp >= 0 and self.r1 >= 0 and self.clip > 0 and self.feature_matching >= 0,
               "d_lr_ratio and clip must be > 0; gp, r1 and feature_matching >= 0")
+        check(self.ortho_reg >= 0, f"ortho_reg must be >= 0, got {self.ortho_reg}")
         check(0 <= self.unroll <= 20 and self.unroll_lr > 0, f"unroll must be in [0, 20] and unroll_lr > 0, got "
               f"{self.unroll} and {self.unroll_lr}")
         check(not (self.unroll and self.spectral_norm), "unroll needs spectral_norm=false (the look-ahead copies of "
@@ -93,10 +96,14 @@ class GANConfig:
 @dataclass
 class GANSampleOptions:
     drs: float | None = None  # discriminator rejection sampling (Azadi et al. 2019): gamma at this percentile of F
+    truncation: float | None = None  # the truncation trick (Brock et al. 2019): z entries redrawn until |z_i| <= t
 
     def __post_init__(self):
         check(self.drs is None or (math.isfinite(self.drs) and 0 <= self.drs < 100),
               f"drs is a percentile in [0, 100), got {self.drs}")
+        check(self.truncation is None or (math.isfinite(self.truncation) and self.truncation > 0),
+              f"truncation must be a positive threshold, got {self.truncation}")
+        check(self.truncation is None or self.drs is None, "choose truncation or drs, not both")
 
 
 # ---- the losses on D's logits: (D loss, G loss) pieces, each a mean over the batch
@@ -119,6 +126,31 @@ def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
     if kind in ("wgan", "wgan-gp", "hinge"):
         return -fake.mean()
     return 0.5 * ((fake - 1) ** 2).mean()
+
+
+def ortho_penalty(module: nn.Module) -> torch.Tensor:
+    """sum over the weight matrices W of `module` (rows: dim 0, the output filters of a conv or linear layer) of
+    ||W W^T * (1 - I)||_F^2 (Brock et al. 2019 eq. 3): filters pushed towards orthogonality, their norms left free."""
+    total = None
+    for name, p in module.named_parameters():
+        if p.dim() < 2 or not name.endswith("weight") or "embed" in name:
+            continue
+        w = p.flatten(1)
+        gram = w @ w.T
+        term = (gram * (1 - torch.eye(len(w), device=w.device, dtype=w.dtype))).pow(2).sum()
+        total = term if total is None else total + term
+    return total if total is not None else torch.zeros(())
+
+
+def truncated_normal(shape: tuple[int, ...], t: float, g: torch.Generator) -> torch.Tensor:
+    """N(0, 1) draws conditioned on |z| <= t: out-of-range entries redrawn until none are left (the truncation
+    trick's z, Brock et al. 2019 §3.1)."""
+    z = torch.randn(shape, generator=g)
+    bad = z.abs() > t
+    while bad.any():
+        z[bad] = torch.randn(int(bad.sum()), generator=g)
+        bad = z.abs() > t
+    return z
 
 
 def input_gradient_norm(d, x: torch.Tensor, y) -> torch.Tensor:
@@ -381,6 +413,10 @@ class GAN(GenerativeModel):
             fake_logit = fake_logit.topk(max(1, round(share * len(fake_logit)))).values
         loss = g_loss(c.loss, fake_logit)
         logs = {"loss": loss}
+        if c.ortho_reg > 0:
+            ortho = ortho_penalty(self.G)
+            loss = loss + c.ortho_reg * ortho
+            logs["ortho"] = ortho.detach()
         if c.feature_matching > 0:
             with torch.no_grad():
                 _, f_real = D(self._aug(x), y)
@@ -415,8 +451,10 @@ class GAN(GenerativeModel):
         if options.drs is not None:
             x, tries = self._sample_drs(n, options.drs, g, labels)
             return x, {"nfe": 2 * tries / n, "candidates": tries / n}  # G and D per candidate, burn-in included
-        z = torch.randn(n, self.config.latent_dim, generator=g).to(self.device)
-        return self.G(z, labels).reshape(n, *self.spec.shape), {}
+        shape = (n, self.config.latent_dim)
+        z = torch.randn(shape, generator=g) if options.truncation is None else truncated_normal(shape,
+                                                                                              options.truncation, g)
+        return self.G(z.to(self.device), labels).reshape(n, *self.spec.shape), {}
 
     def _sample_drs(self, n: int, percentile: float, g: torch.Generator, labels, burn_in: int = 10_000,
                     chunk: int = 1000) -> tuple[torch.Tensor, int]:
