@@ -17,11 +17,12 @@ from .flows import MAF, NSF, Glow, RealNVP
 from .gan import GAN
 from .pixelcnn import GatedPixelCNN, PixelCNN
 from .vae import VAE
+from .vaegan import VAEGAN
 from .vqar import VQAR
 from .vqvae import VQVAE
 
-REGISTRY: dict[str, type[GenerativeModel]] = {c.kind: c for c in (Autoencoder, DenoisingAutoencoder, VAE, DDPM, GAN,
-                                                                CycleGAN, MAF, NSF, RealNVP, Glow, PixelCNN,
+REGISTRY: dict[str, type[GenerativeModel]] = {c.kind: c for c in (Autoencoder, DenoisingAutoencoder, VAE, VAEGAN, DDPM,
+                                                                GAN, CycleGAN, MAF, NSF, RealNVP, Glow, PixelCNN,
                                                                 GatedPixelCNN, VQVAE, VQAR, LDM, Consistency,
                                                                 Progressive)}
 
