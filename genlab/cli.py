@@ -300,7 +300,7 @@ def sample(
     out: Path | None = typer.Option(None, "--out", help="FILE.png (grid), FILE.npz (arrays) or FILE.csv (tables)"),
     seed: int = typer.Option(0),
     label: int | None = typer.Option(None, help="class label for conditional models"),
-    prompt: str | None = typer.Option(None),
+    prompt: str | None = typer.Option(None, help="text-conditioned models: what to draw; gpt: the text to continue"),
     opt: list[str] = typer.Option([], "--opt", help=SAMPLE_OPTS_HELP),
     inpaint: str | None = typer.Option(None, help="fill the --mask region of IMAGE.png, FILE.npz or 'test' "
                                        "(the first --n test images)"),
@@ -339,11 +339,20 @@ def sample(
     with autocast(precision, model.device):
         x = _draw(model, run, n, seed, label, prompt, opts, inpaint, mask, resample, translate, direction, edit,
                   strength, precision)
-    ext = "png" if model.spec.is_image or model.spec.dims == 2 else "npz"
+    ext = "txt" if model.spec.kind == "text" else "png" if model.spec.is_image or model.spec.dims == 2 else "npz"
     what = "inpaint" if inpaint else "translate" if translate else "edit" if edit else "sample"
     out = out or run / "samples" / f"{what}_seed{seed}.{ext}"
     suffix = out.suffix.lower()
-    if suffix == ".png":
+    if model.spec.kind == "text":
+        if suffix != ".txt":
+            raise GenlabError(f"a text model writes text: use --out FILE.txt, not {out.suffix or out.name}")
+        from .io import atomic_write_bytes
+
+        texts = [(prompt or "") + t for t in model.spec.to_original(x)]
+        atomic_write_bytes(out, "\n\n----\n\n".join(texts).encode())
+        for t in texts:
+            print(t + "\n----")
+    elif suffix == ".png":
         two_rows = inpaint is not None or translate is not None or edit is not None
         if save_samples(x.cpu(), model.spec, out, nrow=len(x) // 2 if two_rows else None) is None:
             raise GenlabError(f"{model.spec.kind} data of {model.spec.dims} dims has no picture; "

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from ..config import as_bool
 from ..errors import GenlabError
-from . import builtin, shapes, tables, user
+from . import builtin, shapes, tables, text, user
 from .arrays import from_arrays
 from .dataset import GenDataset, chunks
 from .spec import Column, DataSpec
@@ -62,8 +62,10 @@ SOURCES: dict[str, Source] = {
                  lambda n=n, **o: tables.load_table(n, **o), lambda n=n: tables.where(n))
        for n, shape, size in [("credit", "11", "320 / 80"), ("wage", "11", "2,400 / 600"),
                               ("penguins", "8", "266 / 67")]},
+    "python-docs": Source("python-docs", "text", "128 chars", "-", "~5,900 / ~650 windows",
+                          "the Python standard library (pydoc topics)", lambda **o: text.load_python_docs(**o)),
 }
-USER_SOURCES = {"folder": user.load_folder, "npz": user.load_npz, "csv": user.load_csv}
+USER_SOURCES = {"folder": user.load_folder, "npz": user.load_npz, "csv": user.load_csv, "text": text.load_text}
 
 
 def parse_name(name: str) -> tuple[str, dict[str, str]]:
@@ -95,7 +97,9 @@ def load_dataset(name: str, split: str = "train", **opts) -> GenDataset | Folder
     if isinstance(part, FolderStream):
         return part
     x, y = part
-    return GenDataset(x, y, spec, split)
+    ds = GenDataset(x, y, spec, split)
+    ds.source = {"name": name, "opts": {**parsed, **opts}}  # what genlab.train records, so eval loads the same
+    return ds
 
 
 @lru_cache(maxsize=8)

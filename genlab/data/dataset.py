@@ -14,7 +14,8 @@ from .spec import DataSpec
 
 
 class GenDataset(Dataset):
-    """x: (N, *spec.shape) float32; y: (N,) int64 labels, or -1 where unlabelled. Items are (x_i, y_i).
+    """x: (N, *spec.shape) float32 (int64 token ids for text); y: (N,) int64 labels, or -1 where unlabelled.
+    Items are (x_i, y_i).
 
     `take(idx)` is the batch interface it shares with the streamed FolderStream, which has no `.x`."""
 
@@ -25,10 +26,11 @@ class GenDataset(Dataset):
             raise GenlabError(f"dataset '{spec.name}' split '{split}' is empty")
         if not torch.isfinite(x).all():
             raise GenlabError(f"dataset '{spec.name}' holds NaN or inf values; clean the data first")
-        self.x = x.float().contiguous()
+        self.x = (x.long() if spec.kind == "text" else x.float()).contiguous()
         self.y = (y if y is not None else torch.full((len(x),), -1)).long()
         self.spec = spec
         self.split = split
+        self.source: dict | None = None  # {"name", "opts"} when loaded by name (load_dataset)
 
     def __len__(self) -> int:
         return len(self.x)

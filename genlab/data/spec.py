@@ -26,7 +26,8 @@ class Column:
 
 @dataclass
 class DataSpec:
-    """kind: image (C, H, W) in [-1, 1] | vector (D,) standardized | table (D,) standardized + one-hot.
+    """kind: image (C, H, W) in [-1, 1] | vector (D,) standardized | table (D,) standardized + one-hot | text
+    (L,) character token ids (the alphabet in extra["vocab"]).
 
     `mean`/`std` are the per-dim standardisation (vectors, tables); `levels` the number of discrete values per
     pixel (256 for 8-bit images), used for dequantisation and bits/dim.
@@ -80,6 +81,10 @@ class DataSpec:
     def to_model(self, x: Any) -> torch.Tensor:
         """Original units -> model space, the inverse of `to_original`: (N, D) rows -> standardised float32
         (N, D); images (N, H, W[, C]) uint8 -> (N, C, H, W) in [-1, 1]."""
+        if self.kind == "text":
+            from .text import text_to_ids
+
+            return text_to_ids(self, x)
         from .arrays import to_model
 
         return to_model(self, x)
@@ -87,6 +92,10 @@ class DataSpec:
     def to_original(self, x: torch.Tensor) -> Any:
         """Model space -> original units. Images: uint8 (N, H, W, C). Vectors: float array.
         Tables: dict column -> array (categories decoded by argmax of their one-hot block)."""
+        if self.kind == "text":
+            from .text import ids_to_text
+
+            return ids_to_text(self, x.detach().cpu())
         x = x.detach().float().cpu()
         if self.kind == "image":
             levels = self.levels or 256

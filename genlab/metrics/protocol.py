@@ -77,6 +77,8 @@ def check_names(names: list[str]) -> None:
 def applicable(spec, model=None) -> list[str]:
     from ..data.builtin import MIXTURES
 
+    if spec.kind == "text":  # sample metrics compare feature vectors; text has only its likelihood here
+        return ["nll"] if model is not None and "log_prob" in model.capabilities else []
     names = ["fid", "kid", "pr", "dc"]
     if spec.is_image:
         names += ["is", "memorization", "sharpness"]

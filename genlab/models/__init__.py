@@ -15,6 +15,7 @@ from .cyclegan import CycleGAN
 from .diffusion import DDPM, LDM, Consistency, Progressive
 from .flows import MAF, NSF, Glow, RealNVP
 from .gan import GAN
+from .gpt import GPT
 from .pixelcnn import GatedPixelCNN, PixelCNN
 from .vae import VAE
 from .vaegan import VAEGAN
@@ -24,7 +25,7 @@ from .vqvae import VQVAE
 REGISTRY: dict[str, type[GenerativeModel]] = {c.kind: c for c in (Autoencoder, DenoisingAutoencoder, VAE, VAEGAN, DDPM,
                                                                 GAN, CycleGAN, MAF, NSF, RealNVP, Glow, PixelCNN,
                                                                 GatedPixelCNN, VQVAE, VQAR, LDM, Consistency,
-                                                                Progressive)}
+                                                                Progressive, GPT)}
 
 __all__ = ["REGISTRY", "CAPABILITIES", "GenerativeModel", "create", "available", "load_model", "model_class"]
 

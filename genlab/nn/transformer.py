@@ -102,15 +102,18 @@ class Block(nn.Module):
 
 class CausalTransformer(nn.Module):
     """Next-token logits: tokens (B, T) in 0..vocab-1, labels (B,) or None -> (B, T, vocab), where the logits at t
-    predict token t from tokens < t (a learned start token, or the class embedding, stands before token 0)."""
+    predict token t from tokens < t (a learned start token, or the class embedding, stands before token 0).
+    causal=False: the same blocks as a bidirectional encoder (BERT's masked-token prediction, Devlin et al. 2019):
+    no shift, every position attends to every other, and the logits at t read the whole sequence."""
 
     def __init__(self, vocab: int, length: int, dim: int = 128, layers: int = 4, heads: int = 4,
-                 dropout: float = 0.0, classes: int = 0):
+                 dropout: float = 0.0, classes: int = 0, causal: bool = True):
         super().__init__()
+        self.causal = causal
         self.tok = nn.Embedding(vocab, dim)
         self.pos = nn.Parameter(torch.randn(length, dim) * 0.02)
         self.start = nn.Embedding(max(classes, 1), dim)  # the token before the first: per class if conditional
-        self.blocks = nn.ModuleList(Block(dim, heads, dropout) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(dim, heads, dropout, causal) for _ in range(layers))
         self.ln = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab, bias=False)
         self.apply(self._init)
@@ -127,8 +130,11 @@ class CausalTransformer(nn.Module):
 
     def forward(self, tokens: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         B, T = tokens.shape
-        first = self.start(y if y is not None else tokens.new_zeros(B))[:, None]
-        h = torch.cat([first, self.tok(tokens[:, :-1])], 1) + self.pos[:T]  # shifted right by one
+        if self.causal:
+            first = self.start(y if y is not None else tokens.new_zeros(B))[:, None]
+            h = torch.cat([first, self.tok(tokens[:, :-1])], 1) + self.pos[:T]  # shifted right by one
+        else:
+            h = self.tok(tokens) + self.pos[:T]
         for block in self.blocks:
             h = block(h)
         return self.head(self.ln(h))

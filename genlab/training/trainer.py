@@ -478,11 +478,26 @@ class Trainer:
         from ..report.images import save_samples
 
         with self._side_work(use_ema=True):
+            if self.model.spec.kind == "text":
+                self._write_text_samples()
+                return
             n = 64 if self.model.spec.is_image else 1000
             x = self.model.sample(n, seed=self.cfg.seed, precision=self.precision)
             ref = self.dataset.take(torch.arange(min(2000, self.n)))[0] if self.model.spec.dims == 2 else None
             save_samples(x.cpu(), self.model.spec, self.run / "samples" / f"step_{self.step:07d}.png", ref,
                          f"step {self.step}")
+
+    def _write_text_samples(self) -> None:
+        """Four continuations of 120 characters, as plain text (models that cannot write are skipped)."""
+        from ..errors import GenlabError
+        from ..io import atomic_write_bytes
+
+        try:
+            x = self.model.sample(4, seed=self.cfg.seed, precision=self.precision, length=120)
+        except GenlabError:
+            return
+        text = "\n\n----\n\n".join(self.model.spec.to_original(x))
+        atomic_write_bytes(self.run / "samples" / f"step_{self.step:07d}.txt", text.encode())
 
     def diagnostics(self) -> dict[str, Any]:
         with self._side_work(use_ema=False):
@@ -661,6 +676,14 @@ def _check_resume(run, model: GenerativeModel, cfg: TrainConfig, data_info: dict
     return changed
 
 
+def _source(dataset) -> dict[str, Any]:
+    """How the run records its data: the name and options it was loaded with, else the spec's name."""
+    src = getattr(dataset, "source", None)
+    if src and src.get("opts"):
+        return {"name": src["name"], "opts": dict(src["opts"])}
+    return {"name": dataset.spec.name}
+
+
 def train(model: GenerativeModel, dataset: GenDataset | FolderStream, *, steps: int | None = None,
           epochs: float | None = None, minutes: float | None = None, out: str | Path | None = None,
           resume: bool = False, overwrite: bool = False, data: dict[str, Any] | None = None,
@@ -689,13 +712,13 @@ def train(model: GenerativeModel, dataset: GenDataset | FolderStream, *, steps: 
             raise GenlabError("resume needs out=RUN_DIR, the run to continue; a run trained in memory keeps nothing")
         if cfg.tensorboard:
             raise GenlabError("tensorboard=true writes into the run directory; pass out=RUN_DIR")
-        trainer = Trainer(model, dataset, cfg, None, data or {"name": dataset.spec.name}, False)
+        trainer = Trainer(model, dataset, cfg, None, data or _source(dataset), False)
         trainer.announce()
         t0 = time.perf_counter()
         trainer.fit()
         return Run(None, model, trainer.step, time.perf_counter() - t0, trainer.history, trainer.precision)
     run = RunDir(out)
-    data_info = data or {"name": dataset.spec.name}
+    data_info = data or _source(dataset)
     if resume and not run.is_run:
         raise GenlabError(f"{run.path} is not a genlab run, nothing to resume; start one with train(..., "
                           f"out='{run.path}')", cli=f"{run.path} is not a genlab run, nothing to resume; start one "
