@@ -265,7 +265,7 @@ def _draw(model, run: Path, n: int, seed: int, label, prompt, opts: dict, inpain
     given = [f"--{k}" for k, v in (("inpaint", inpaint), ("translate", translate), ("edit", edit)) if v is not None]
     if len(given) > 1:
         raise GenlabError(f"{' and '.join(given)} are separate tasks; give one of them")
-    if prompt is not None and given:
+    if (prompt is not None or "prompt" in opts) and given:
         raise GenlabError(f"--prompt is for drawing new samples; {given[0]} takes no prompt")
     if edit is not None:
         return _edit(model, run, edit, strength, n, seed, label, opts).cpu().float()

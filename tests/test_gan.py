@@ -337,6 +337,10 @@ def test_orthogonal_regularisation_is_brock_et_al_eq_3():
     with torch.no_grad():
         lin.weight.copy_(torch.diag(torch.tensor([2.0, 0.5, 3.0])) @ torch.linalg.qr(torch.randn(5, 3))[0].T)
     assert ortho_penalty(lin).item() < 1e-10
+    up = torch.nn.ConvTranspose2d(4, 3, 2)  # weight (in, out, k, k): the output filters are dim 1
+    w = up.weight.detach().transpose(0, 1).flatten(1)
+    gram = w @ w.T
+    torch.testing.assert_close(ortho_penalty(up), (gram - torch.diag(torch.diag(gram))).pow(2).sum())
     data = genlab.load_dataset("digits")
     m = genlab.create("gan", data, ortho_reg=1e-3)
     x = data.x[:8]

@@ -75,6 +75,7 @@ def test_sampling_greedy_and_prompted(docs):
         m.sample(1, prompt="naïve ☃")
 
 
+@pytest.mark.slow  # 30 s
 def test_learns_python_docs_below_the_unigram_entropy(docs, tmp_path):
     test = genlab.load_dataset("python-docs", "test", block=32)
     counts = torch.bincount(docs.x.flatten(), minlength=docs.spec.levels).double()
@@ -105,6 +106,9 @@ def test_cli_trains_and_continues_a_prompt(cli, tmp_path):
     one_line_error(*cli("sample", run, "--label", "1")[::2], "gpt is not class-conditional")
     one_line_error(*cli("train", "gpt", "--data", "digits", "--steps", "2", "--out", tmp_path / "x")[::2],
                    "gpt models text")
+    one_line_error(*cli("train", "vae", "--data", "python-docs", "--steps", "2", "--out", tmp_path / "y")[::2],
+                   "vae models image or vector or table data; python-docs is text data (kinds for it: gpt)")
+    one_line_error(*cli("eval", run, "--metrics", "fid")[::2], "a text model is scored by its likelihood")
 
 
 def test_masked_objective_fills_in_and_does_not_sample(docs):

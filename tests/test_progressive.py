@@ -79,7 +79,7 @@ def test_bad_configs(teacher, tmp_path):
         genlab.create("progressive", data)
     with pytest.raises(GenlabError, match="power of two"):
         genlab.create("progressive", data, teacher=str(teacher), start_steps=6)
-    with pytest.raises(GenlabError, match="min_steps must be in"):
+    with pytest.raises(GenlabError, match="min_steps must be a power of two"):
         genlab.create("progressive", data, teacher=str(teacher), start_steps=8, min_steps=8)
     vae = tmp_path / "vae"
     genlab.train(genlab.create("vae", data), data, steps=2, out=vae, progress=False)

@@ -205,9 +205,12 @@ def adapt_datasets(source: str, target: str, *, adapt: float = 1.0, ramp: int = 
 
     src, src_test = load_dataset(source), load_dataset(source, "test")
     tgt, tgt_test = load_dataset(target), load_dataset(target, "test")
-    if src.y is None or tgt_test.y is None:
+    for name, d in ((source, src), (target, tgt)):
+        if not hasattr(d, "x"):
+            raise GenlabError(f"{name} streams from disk; adaptation takes data that fits in memory")
+    if (src.y < 0).any() or (tgt_test.y < 0).any():
         raise GenlabError("adaptation needs labelled source data and a labelled target test split to measure; "
-                          f"{source if src.y is None else target} has no labels")
+                          f"{source if (src.y < 0).any() else target} has unlabelled rows")
     if src.spec.num_classes != tgt.spec.num_classes:
         raise GenlabError(f"{source} has {src.spec.num_classes} classes, {target} {tgt.spec.num_classes}; "
                           "adapt between datasets of the same classes")

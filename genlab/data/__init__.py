@@ -62,7 +62,7 @@ SOURCES: dict[str, Source] = {
                  lambda n=n, **o: tables.load_table(n, **o), lambda n=n: tables.where(n))
        for n, shape, size in [("credit", "11", "320 / 80"), ("wage", "11", "2,400 / 600"),
                               ("penguins", "8", "266 / 67")]},
-    "python-docs": Source("python-docs", "text", "128 chars", "-", "~5,900 / ~650 windows",
+    "python-docs": Source("python-docs", "text", "128 chars", "-", "~6,500 / ~360 windows",
                           "the Python standard library (pydoc topics)", lambda **o: text.load_python_docs(**o)),
 }
 USER_SOURCES = {"folder": user.load_folder, "npz": user.load_npz, "csv": user.load_csv, "text": text.load_text}

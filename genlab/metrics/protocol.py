@@ -229,6 +229,9 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
     test = rd.dataset("test", data)
     names = list(metrics) if metrics else applicable(model.spec, model)
     check_names(names)
+    if model.spec.kind == "text" and set(names) - {"nll"}:
+        raise GenlabError(f"{', '.join(sorted(set(names) - {'nll'}))} compare image or vector features; a text "
+                          "model is scored by its likelihood: --metrics nll")
     for m in names:
         if m == "nll" and "log_prob" not in model.capabilities:
             raise GenlabError(f"{model.kind} has no log_prob, so no nll; `genlab models` lists those with it")

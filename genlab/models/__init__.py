@@ -44,6 +44,10 @@ def create(kind: str, spec: DataSpec, **config: Any) -> GenerativeModel:
     """Build a model of `kind` for data described by `spec` (a DataSpec or a dataset with .spec)."""
     spec = getattr(spec, "spec", spec)
     cls = model_class(kind).for_data(spec)
+    if spec.kind not in cls.data_kinds:
+        other = [k for k, c in REGISTRY.items() if spec.kind in c.data_kinds]
+        raise GenlabError(f"{kind} models {' or '.join(cls.data_kinds)} data; {spec.name} is {spec.kind} data "
+                          f"(kinds for it: {', '.join(other) or 'none'})")
     return cls(spec, from_dict(cls.Config, cls.upgrade_options(spec, {**cls.config_defaults(spec), **config}),
                                where=kind))
 

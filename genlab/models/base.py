@@ -134,6 +134,7 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
     Config: ClassVar[type]
     SampleOptions: ClassVar[type] = NoSampleOptions
     task: ClassVar[str] = "generate"  # generate: samples from noise | translate: maps given inputs
+    data_kinds: ClassVar[tuple[str, ...]] = ("image", "vector", "table")  # the DataSpec kinds it models
     log_prob_type: ClassVar[str] = ""  # "exact" or "bound" where log_prob exists
     phases: tuple[tuple[str, int], ...] = (("model", 1),)
     # The Trainer's exponential moving average of this model's weights: {state_dict key: tensor}, the same keys,

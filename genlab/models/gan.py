@@ -132,10 +132,10 @@ def ortho_penalty(module: nn.Module) -> torch.Tensor:
     """sum over the weight matrices W of `module` (rows: dim 0, the output filters of a conv or linear layer) of
     ||W W^T * (1 - I)||_F^2 (Brock et al. 2019 eq. 3): filters pushed towards orthogonality, their norms left free."""
     total = None
-    for name, p in module.named_parameters():
-        if p.dim() < 2 or not name.endswith("weight") or "embed" in name:
+    for m in module.modules():
+        if not isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             continue
-        w = p.flatten(1)
+        w = (m.weight.transpose(0, 1) if isinstance(m, nn.ConvTranspose2d) else m.weight).flatten(1)  # rows: outputs
         gram = w @ w.T
         term = (gram * (1 - torch.eye(len(w), device=w.device, dtype=w.dtype))).pow(2).sum()
         total = term if total is None else total + term
@@ -143,14 +143,12 @@ def ortho_penalty(module: nn.Module) -> torch.Tensor:
 
 
 def truncated_normal(shape: tuple[int, ...], t: float, g: torch.Generator) -> torch.Tensor:
-    """N(0, 1) draws conditioned on |z| <= t: out-of-range entries redrawn until none are left (the truncation
-    trick's z, Brock et al. 2019 §3.1)."""
-    z = torch.randn(shape, generator=g)
-    bad = z.abs() > t
-    while bad.any():
-        z[bad] = torch.randn(int(bad.sum()), generator=g)
-        bad = z.abs() > t
-    return z
+    """N(0, 1) draws conditioned on |z| <= t (the truncation trick's z, Brock et al. 2019 §3.1), by the inverse
+    CDF: z = Phi^-1(u), u uniform on (Phi(-t), Phi(t)), so any t > 0 costs one draw."""
+    lo = 0.5 * math.erfc(t / math.sqrt(2))  # Phi(-t)
+    u = lo + torch.rand(shape, generator=g, dtype=torch.float64) * (1 - 2 * lo)
+    z = math.sqrt(2) * torch.erfinv(2 * u - 1)
+    return z.clamp(-t, t).float()
 
 
 def input_gradient_norm(d, x: torch.Tensor, y) -> torch.Tensor:

@@ -65,6 +65,7 @@ class GPT(GenerativeModel):
     Config = GPTConfig
     SampleOptions = GPTSampleOptions
     log_prob_type = "exact"
+    data_kinds = ("text",)
 
     def __init__(self, spec, config: GPTConfig):
         super().__init__(spec, config)
@@ -147,7 +148,7 @@ class GPT(GenerativeModel):
         finally:
             self.config.mask_rate = old
         inp = x if self.config.objective == "causal" else torch.where(hide, self.vocab, x)
-        guess = self.net(inp).argmax(-1)
+        guess = self.net(inp)[..., :self.vocab].argmax(-1)  # never the [MASK] token itself
         return float((guess[hide] == x[hide]).float().mean())
 
     # ---- sampling

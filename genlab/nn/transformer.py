@@ -112,7 +112,8 @@ class CausalTransformer(nn.Module):
         self.causal = causal
         self.tok = nn.Embedding(vocab, dim)
         self.pos = nn.Parameter(torch.randn(length, dim) * 0.02)
-        self.start = nn.Embedding(max(classes, 1), dim)  # the token before the first: per class if conditional
+        # the token before the first, per class if conditional (a bidirectional encoder has no shift, so none)
+        self.start = nn.Embedding(max(classes, 1), dim) if causal else None
         self.blocks = nn.ModuleList(Block(dim, heads, dropout, causal) for _ in range(layers))
         self.ln = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab, bias=False)

@@ -348,12 +348,13 @@ class DDPM(GenerativeModel):
 
     @torch.no_grad()
     def edit(self, x: torch.Tensor, strength: float = 0.5, *, seed: int | None = None, labels=None,
-             sampler: str = "ddim", steps: int = 50, guidance: float | None = None, eta: float | None = None,
-             progress: bool = False) -> torch.Tensor:
+             sampler: str | None = None, steps: int | None = None, guidance: float | None = None,
+             eta: float | None = None, progress: bool = False) -> torch.Tensor:
         """SDEdit (Meng et al. 2022): noise x to the level t = strength * T of the forward process and walk the
         reverse chain back with `sampler`, so the result is a sample of the model that keeps x's coarse layout.
         strength in (0, 1]: near 0 returns x almost unchanged (faithful), 1 ignores it (realistic). Visits the
-        sampler's timesteps at or below t, about strength * steps network evaluations. x: (B, *shape) or
+        sampler's timesteps at or below t, about strength * steps network evaluations (sampler and steps: the
+        model's defaults, e.g. DDIM with 50 steps, where not given). x: (B, *shape) or
         (*shape) in data space."""
         x = self._inputs(x, "edit")
         if not (isinstance(strength, (int, float)) and math.isfinite(strength) and 0 < strength <= 1):

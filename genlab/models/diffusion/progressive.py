@@ -48,7 +48,8 @@ class ProgressiveConfig(DiffusionConfig):
         check(bool(self.teacher), "progressive distillation needs teacher=RUN, a trained ddpm run")
         check(self.start_steps >= 2 and self.start_steps & (self.start_steps - 1) == 0,
               f"start_steps must be a power of two >= 2, got {self.start_steps}")
-        check(1 <= self.min_steps < self.start_steps, f"min_steps must be in [1, start_steps), got {self.min_steps}")
+        check(1 <= self.min_steps < self.start_steps and self.min_steps & (self.min_steps - 1) == 0,
+              f"min_steps must be a power of two below start_steps, got {self.min_steps}")
         check(self.start_steps <= self.timesteps // 2, f"start_steps must be at most half of the {self.timesteps} "
               f"diffusion steps, got {self.start_steps}")
         check(self.round_steps >= 1, f"round_steps must be >= 1, got {self.round_steps}")
@@ -85,8 +86,13 @@ class Progressive(DDPM):
             last += 1
         return min(step // self.config.round_steps, last)
 
-    def train_defaults(self):
-        return {**super().train_defaults(), "ema_decay": 0.0, "lr": 5e-5, "warmup_steps": 0}
+    def train_defaults(self):  # a constant lr: a decay over the whole run would starve the last rounds
+        return {**super().train_defaults(), "ema_decay": 0.0, "lr": 5e-5, "warmup_steps": 0, "schedule": "constant"}
+
+    def train(self, mode: bool = True):  # the round's teacher always runs in eval mode (no dropout in targets)
+        super().train(mode)
+        self.round_teacher.eval()
+        return self
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, phase: str = "model", step: int = 0):
         k = self.round_at(step)
