@@ -41,6 +41,17 @@ def _vqvae_run() -> Path:
 
 
 @functools.lru_cache(maxsize=1)
+def _ddpm_run() -> Path:
+    """A small ddpm run on digits, the teacher of the distilled kinds (progressive)."""
+    data = genlab.load_dataset("digits")
+    torch.manual_seed(0)
+    model = genlab.create("ddpm", data.spec, **{"net.channels": 8, "net.mults": (1, 2), "timesteps": 100})
+    out = Path(tempfile.mkdtemp(prefix="genlab-contract-")) / "ddpm"
+    genlab.train(model, data, steps=5, batch_size=32, out=out, progress=False)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
 def _vae_run() -> Path:
     """A small VAE run on digits with a 2 x 4 x 4 code map, for latent diffusion (ldm)."""
     data = genlab.load_dataset("digits")
@@ -56,20 +67,25 @@ def _needs(kind: str) -> dict:
         return {"vqvae": str(_vqvae_run()), "dim": 16, "layers": 1}
     if kind == "ldm":
         return {"first_stage": str(_vae_run()), "net.dim": 32, "net.depth": 1}
+    if kind == "progressive":
+        return {"teacher": str(_ddpm_run()), "start_steps": 4}
+    if kind == "gpt":
+        return {"dim": 16, "layers": 1, "heads": 2}
     return NEEDS.get(kind, {})
 
 
 def _built(kind: str):
-    """(data name, model) for the first of digits (images) and moons (vectors) the kind accepts."""
+    """(data name, model) for the first of digits (images), moons (vectors) and python-docs (text, 16-character
+    windows) the kind accepts."""
     errors = []
-    for name in ("digits", "moons"):
-        data = genlab.load_dataset(name)
+    for name in ("digits", "moons", "python-docs"):
+        data = genlab.load_dataset(name, **({"block": 16} if name == "python-docs" else {}))
         try:
             torch.manual_seed(0)
             return name, data, genlab.create(kind, data.spec, **_needs(kind))
         except GenlabError as e:
             errors.append(str(e))
-    pytest.fail(f"{kind} builds on neither digits nor moons: {errors}")
+    pytest.fail(f"{kind} builds on none of digits, moons and python-docs: {errors}")
 
 
 @pytest.mark.parametrize("kind", list(REGISTRY))
