@@ -266,7 +266,7 @@ def _draw(model, run: Path, n: int, seed: int, label, prompt, opts: dict, inpain
     if len(given) > 1:
         raise GenlabError(f"{' and '.join(given)} are separate tasks; give one of them")
     if (prompt is not None or "prompt" in opts) and given:
-        raise GenlabError(f"--prompt is for drawing new samples; {given[0]} takes no prompt")
+        raise GenlabError("--prompt is for drawing new samples; --inpaint, --edit and --translate take no prompt")
     if edit is not None:
         return _edit(model, run, edit, strength, n, seed, label, opts).cpu().float()
     if inpaint is not None:

@@ -131,7 +131,7 @@ def compare_runs(runs: list[str | Path]) -> Comparison:
         data = rd.data["name"] + (" (" + ", ".join(f"{k}={v}" for k, v in sorted(opts.items())) + ")" if opts else "")
         base = {"run_dir": name, "kind": rd.kind, "data": data,
                 "params": weights_count(rd.path / "model.safetensors"),
-                "train_minutes": round(history[-1].get("time", 0.0) / 60, 2) if history else None,
+                "train_minutes": round(history[-1].get("time", 0.0) / 60, 4) if history else None,
                 "last_step": history[-1].get("step") if history else None}
         nll = [ev["metrics"]["nll"] for ev in evals if "nll" in ev.get("metrics", {})]
         nll_bpd, nll_mark = _nll(nll[-1]) if nll else (None, "")
