@@ -121,7 +121,7 @@ def trilemma(data: str, minutes: float, out: str | Path, seed: int = 0, n: int |
                     _run_stage(out / kind, kind, opts, dataset, data, minutes, seed, n, metrics, extractor, device,
                                progress)
                 except Interrupted as e:
-                    resume = f"genlab bench trilemma --data {data} --minutes {minutes} --out {out}"
+                    resume = _resume_command(options, kinds, device, out)
                     raise Interrupted(f"{str(e).split(':')[0]}: continue the benchmark with trilemma(...) on the "
                                       f"same out", e.exit_code - 128, cli=f"{str(e).split(':')[0]}: continue the "
                                       f"benchmark with {resume}") from None
@@ -139,6 +139,28 @@ def trilemma(data: str, minutes: float, out: str | Path, seed: int = 0, n: int |
     c.notes += [f"{k} failed: {v}" for k, v in state["failed"].items()]
     write_comparison(c, out)
     return c
+
+
+def _exact_number(v: float) -> str:
+    """A number as the command line must repeat it: the benchmark's options are compared exactly on resume."""
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+def _resume_command(options: dict[str, Any], kinds: list[str] | None, device: str, out: Path) -> str:
+    """The CLI command that continues this benchmark: every option that was given, as it was given."""
+    import shlex
+
+    parts = ["genlab bench trilemma", f"--data {shlex.quote(options['data'])}",
+             f"--minutes {_exact_number(options['minutes'])}", f"--out {shlex.quote(str(out))}"]
+    if options["seed"]:
+        parts.append(f"--seed {options['seed']}")
+    for flag, value in (("--n", options["n"]), ("--metrics", options["metrics"]), ("--kinds", kinds),
+                        ("--extractor", options["extractor"])):
+        if value:
+            parts.append(f"{flag} {shlex.quote(','.join(value) if isinstance(value, list) else str(value))}")
+    if device != "auto":
+        parts.append(f"--device {device}")
+    return " ".join(parts)
 
 
 def _run_stage(run: Path, kind: str, opts: dict[str, Any] | None, dataset, data: str, minutes: float, seed: int,

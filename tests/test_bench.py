@@ -108,3 +108,20 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         one_line_error(e.value.code, capsys.readouterr().err, pattern)
     assert json.loads((tmp_path / "tri" / "bench.json").read_text())["minutes"] == 5  # untouched
     assert not (tmp_path / "a").exists()  # every error came before anything was written
+
+
+def test_a_stopped_benchmark_names_the_command_that_continues_it(tmp_path, monkeypatch):
+    """The hint repeats every option the benchmark was started with: a resume with other options is refused."""
+    import genlab.bench as bench
+    from genlab.errors import Interrupted
+
+    def stopped(*a, **k):
+        raise Interrupted("stopped by SIGTERM at step 3: the checkpoint is in X", 15)
+
+    monkeypatch.setattr(bench, "_run_stage", stopped)
+    out = tmp_path / "a b"
+    with pytest.raises(Interrupted) as e:
+        trilemma("gaussians25", minutes=20.0, out=out, n=500, seed=3, metrics=["fid", "pr"], kinds=["gan", "vae"])
+    assert e.value.exit_code == 143
+    assert e.value.cli == (f"stopped by SIGTERM at step 3: continue the benchmark with genlab bench trilemma --data "
+                           f"gaussians25 --minutes 20 --out '{out}' --seed 3 --n 500 --metrics fid,pr --kinds gan,vae")

@@ -137,3 +137,19 @@ def test_kid_std_is_not_available_when_every_subset_is_the_whole_set():
     many = evaluate_samples(test.x[:1500] + 0.05, "moons", ["kid"])
     assert few["metrics"]["kid_std"] is None and dict(summary_rows(few))["kid_std (n=500)"] == "n/a"
     assert many["metrics"]["kid_std"] > 0
+
+
+def test_reference_features_are_cached_per_data_options(tmp_path, monkeypatch):
+    """Binarised digits are other images: their features get their own cache entry, not the plain split's."""
+    from genlab.metrics.protocol import reference_features
+
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path))
+    ext = extractor_for("digits")
+    plain, _ = reference_features("digits", "test", ext)
+    binary, _ = reference_features("digits", "test", ext, {"binarize": True})
+    again, _ = reference_features("digits", "test", ext, {"binarize": True})
+    want = ext.run(genlab.load_dataset("digits", "test", binarize=True).x)[0]
+    torch.testing.assert_close(binary, want)
+    torch.testing.assert_close(again, want)
+    assert (plain - binary).abs().max() > 0.1
+    assert len(list((tmp_path / "features").glob("digits*-test-*.npz"))) == 2

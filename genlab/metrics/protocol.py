@@ -8,6 +8,8 @@ bits/dim where the model has log_prob. Reference features are cached by dataset,
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import re
@@ -50,7 +52,10 @@ def reference_features(dataset: str, split: str, extractor=None, opts: dict | No
     data = load_dataset(dataset, split, **(opts or {}))
     if extractor is None:
         return torch.cat([x.flatten(1).float() for x, _ in chunks(data)]), None
-    key = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset}-{split}-{extractor.sha256[:16]}")
+    src = getattr(data, "source", None) or {"name": dataset, "opts": opts or {}}
+    tag = "-" + hashlib.sha256(json.dumps(src["opts"], sort_keys=True, default=str).encode()).hexdigest()[:12] \
+        if src["opts"] else ""  # data options (binarize, a subset, ...) change the images: their own entry
+    key = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{src['name']}{tag}-{split}-{extractor.sha256[:16]}")
     path = cache_dir() / "features" / f"{key}.npz"
     if path.is_file():
         z = np.load(path)
