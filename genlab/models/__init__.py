@@ -16,16 +16,18 @@ from .diffusion import DDPM, LDM, Consistency, Progressive
 from .flows import MAF, NSF, Glow, RealNVP
 from .gan import GAN
 from .gpt import GPT
+from .hvae import HVAE
 from .pixelcnn import GatedPixelCNN, PixelCNN
+from .stylegan import StyleGAN
 from .vae import VAE
 from .vaegan import VAEGAN
 from .vqar import VQAR
 from .vqvae import VQVAE
 
-REGISTRY: dict[str, type[GenerativeModel]] = {c.kind: c for c in (Autoencoder, DenoisingAutoencoder, VAE, VAEGAN, DDPM,
-                                                                GAN, CycleGAN, MAF, NSF, RealNVP, Glow, PixelCNN,
-                                                                GatedPixelCNN, VQVAE, VQAR, LDM, Consistency,
-                                                                Progressive, GPT)}
+REGISTRY: dict[str, type[GenerativeModel]] = {c.kind: c for c in (Autoencoder, DenoisingAutoencoder, VAE, VAEGAN, HVAE,
+                                                                DDPM, GAN, StyleGAN, CycleGAN, MAF, NSF, RealNVP,
+                                                                Glow, PixelCNN, GatedPixelCNN, VQVAE, VQAR, LDM,
+                                                                Consistency, Progressive, GPT)}
 
 __all__ = ["REGISTRY", "CAPABILITIES", "GenerativeModel", "create", "available", "load_model", "model_class"]
 
