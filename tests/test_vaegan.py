@@ -56,5 +56,5 @@ def test_trains_on_digits_and_has_no_likelihood(digits, tmp_path):
     x = trained.sample(10, seed=0)
     assert x.shape == (10, 1, 8, 8) and x.min() >= -1 and x.max() <= 1
     assert "log_prob" not in m.capabilities and "reconstruct" in m.capabilities
-    with pytest.raises(GenlabError, match="leave likelihood, perceptual and conditional"):
+    with pytest.raises(GenlabError, match="leave likelihood, perceptual, conditional, prior and posterior"):
         genlab.create("vaegan", digits, likelihood="bernoulli")

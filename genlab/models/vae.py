@@ -1,6 +1,12 @@
 """Variational autoencoder (Kingma & Welling 2014), with β-VAE (Higgins et al. 2017), KL annealing
 (Bowman et al. 2016), free bits (Kingma et al. 2016), conditional VAE (Sohn et al. 2015), the importance-weighted
-bound (Burda et al. 2016) and the active-units diagnostic of posterior collapse (Burda et al. 2016).
+bound (Burda et al. 2016), the active-units diagnostic of posterior collapse (Burda et al. 2016), and a learned
+flow prior and a flow posterior, the notes' "Flow + VAE": `prior=flow` learns p(z) as a masked autoregressive
+flow (Chen et al. 2017, "Variational Lossy Autoencoder" §3.3), so the prior fits the aggregate posterior instead
+of every posterior being pulled towards N(0, I); `posterior=flow` maps the Gaussian posterior's draw through
+coupling transforms conditioned on the encoder's output (the inverse-autoregressive idea of Kingma et al. 2016,
+with zuko's two-pass MADE couplings), so q(z | x) need not be a diagonal Gaussian. With either, the KL term is the
+one-sample estimate log q(z | x) - log p(z).
 
 Likelihoods: `gaussian` (mean and, unless `sigma` is fixed, a per-dimension log-variance from the decoder) on
 uniformly dequantised images, so bounds are on the 8-bit images themselves; `bernoulli` on binarised images
@@ -24,7 +30,7 @@ from ..config import check
 from ..data.dataset import dequantize
 from ..errors import GenlabError
 from ..nn.perceptual import PerceptualLoss
-from ..precision import exact
+from ..precision import autocast_off, exact
 from .base import evaluating, generator, randn
 from .latent import LatentConfig, LatentModel
 
@@ -42,6 +48,10 @@ class VAEConfig(LatentConfig):
     kl_warmup_steps: int = 0  # KL annealing: the KL weight grows linearly from 0 to beta over these steps
     free_bits: float = 0.0  # floor, in nats, on each latent dimension's batch-mean KL
     perceptual: float = 0.0  # weight of a perceptual loss in the shipped classifier's features (images; 0 = off)
+    prior: str = "gaussian"  # gaussian: N(0, I) | flow: a learned MAF prior over z (needs zuko: genlab[flows])
+    prior_transforms: int = 4  # prior=flow: autoregressive transforms (each a MADE of two 128-wide layers)
+    posterior: str = "gaussian"  # gaussian: N(mu, diag sigma^2) | flow: that draw mapped by a conditional flow
+    posterior_transforms: int = 4  # posterior=flow: coupling transforms conditioned on the encoder's (mu, logvar)
 
     def __post_init__(self):
         super().__post_init__()
@@ -54,6 +64,17 @@ class VAEConfig(LatentConfig):
         check(self.kl_warmup_steps >= 0, f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
         check(self.free_bits >= 0, f"free_bits must be >= 0, got {self.free_bits}")
         check(self.perceptual >= 0, f"perceptual must be >= 0, got {self.perceptual}")
+        check(self.prior in ("gaussian", "flow"), f"prior must be gaussian or flow, got '{self.prior}'")
+        check(self.posterior in ("gaussian", "flow"), f"posterior must be gaussian or flow, got '{self.posterior}'")
+        check(self.prior_transforms >= 1 and self.posterior_transforms >= 1, "prior_transforms and "
+              f"posterior_transforms must be >= 1, got {self.prior_transforms} and {self.posterior_transforms}")
+        check(not self.flows or self.free_bits == 0, "free_bits is per latent dimension of the KL between "
+              "Gaussians; with a flow prior or posterior the KL does not split by dimension: set free_bits=0")
+
+    @property
+    def flows(self) -> bool:
+        """Whether the prior or the posterior is a flow (then the KL is estimated, not closed-form)."""
+        return self.prior == "flow" or self.posterior == "flow"
 
 
 @dataclass
@@ -111,6 +132,16 @@ class VAE(LatentModel):
         self.log_offset = -spec.dims * math.log((spec.levels or 256) / 2) if dequant else 0.0
         if config.perceptual > 0:
             self._frozen["perceptual"] = perceptual_loss(spec)
+        if config.flows:
+            from .flows.vector import _zuko
+
+            L = config.latent_dim
+            if config.prior == "flow":
+                self.prior_flow = _zuko().flows.MAF(L, 0, transforms=config.prior_transforms,
+                                                    hidden_features=(128, 128))
+            if config.posterior == "flow":  # passes=2: couplings, one pass in either direction
+                self.posterior_flow = _zuko().flows.MAF(L, 2 * L, transforms=config.posterior_transforms,
+                                                        hidden_features=(128, 128), passes=2)
 
     # ---- pieces
     def mean_image(self, raw: torch.Tensor) -> torch.Tensor:
@@ -153,6 +184,47 @@ class VAE(LatentModel):
             return (2 * self.log_sigma).clamp(min=-10).expand_as(raw[:, 0])
         return torch.full_like(raw[:, 0], 2 * math.log(self.config.sigma))
 
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) per example (B,): N(0, I), or the flow prior's exact density (in float32)."""
+        if self.config.prior == "gaussian":
+            return (-0.5 * (z.pow(2) + LOG2PI)).sum(-1)
+        with autocast_off(z.device):
+            return self.prior_flow().log_prob(z.to(self.prior_dtype))
+
+    @property
+    def prior_dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype  # float32 (float64 in the gradient checks)
+
+    def draw_posterior(self, mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor):
+        """(z, log q(z | x)) from standard-normal noise eps (..., B, L) for posterior parameters (B, L): the
+        Gaussian draw mu + sigma eps, or (posterior=flow) that draw mapped through the flow conditioned on
+        (mu, logvar), log q reduced by the map's log |det| (change of variables)."""
+        z0 = mu + torch.exp(0.5 * logvar) * eps
+        log_q = (-0.5 * (eps.pow(2) + LOG2PI) - 0.5 * logvar).sum(-1)
+        if self.config.posterior == "gaussian":
+            return z0, log_q
+        L, dtype = mu.shape[-1], self.prior_dtype
+        ctx = torch.cat([mu, logvar], -1).expand(*z0.shape[:-1], 2 * L)
+        with autocast_off(z0.device):
+            z, ladj = self.posterior_flow(ctx.reshape(-1, 2 * L).to(dtype)).transform.inv.call_and_ladj(
+                z0.reshape(-1, L).to(dtype))
+        return z.view(z0.shape), log_q - ladj.view(log_q.shape)
+
+    def kl(self, z: torch.Tensor, log_q: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """KL(q(z | x) || p(z)) per example (B,): closed form when both are Gaussian, else the one-sample
+        estimate log q(z | x) - log p(z) at the posterior draw z (unbiased; its gradient is the ELBO's)."""
+        if not self.config.flows:
+            return gaussian_kl(mu, logvar).sum(1)
+        return log_q - self.log_prior(z)
+
+    def prior_sample(self, n: int, g: torch.Generator | None) -> torch.Tensor:
+        """(n, L) draws from the prior; a flow's maps seeded N(0, I) noise through its inverse."""
+        eps = randn((n, self.config.latent_dim), g, self.device)
+        if self.config.prior == "gaussian":
+            return eps
+        with autocast_off(eps.device):
+            return self.prior_flow().transform.inv(eps.to(self.prior_dtype))
+
     def kl_weight(self, step: int) -> float:
         c = self.config
         return c.beta * min(1.0, (step + 1) / c.kl_warmup_steps) if c.kl_warmup_steps else c.beta
@@ -162,12 +234,12 @@ class VAE(LatentModel):
         y = y if self.n_cond else None
         t = self.target(x)
         mu, logvar = self.posterior(t, y)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        z, log_q = self.draw_posterior(mu, logvar, torch.randn_like(mu))
         raw = self._decode_raw(z, y)
         rec = self.log_px(t, raw)  # (B,)
         rec_train = self.log_px(t, raw, weighted=True) if self.config.beta_nll > 0 else rec
-        kl_dims = gaussian_kl(mu, logvar)  # (B, L)
-        kl = kl_dims.sum(1)
+        kl_dims = gaussian_kl(mu, logvar)  # (B, L), to N(0, I)
+        kl = self.kl(z, log_q, mu, logvar)
         if self.config.free_bits > 0:
             kl_term = kl_dims.mean(0).clamp(min=self.config.free_bits).sum()
         else:
@@ -191,8 +263,10 @@ class VAE(LatentModel):
         """Posterior-collapse diagnostics on a fixed batch: KL per latent dimension (nats) and the number of
         active units, Cov_x(E_q[z_i]) > 0.01 (Burda et al. 2016)."""
         mu, logvar = self._posterior_eval(self.target(x), y if self.n_cond else None)
-        kl = gaussian_kl(mu, logvar).mean(0)
-        return {"active_units": int((mu.var(0) > 0.01).sum()), "kl_per_dim": [round(float(v), 5) for v in kl]}
+        out = {"active_units": int((mu.var(0) > 0.01).sum())}
+        if not self.config.flows:  # with a flow the KL does not split by dimension
+            out["kl_per_dim"] = [round(float(v), 5) for v in gaussian_kl(mu, logvar).mean(0)]
+        return out
 
     @evaluating
     def _posterior_eval(self, t, y):
@@ -200,10 +274,10 @@ class VAE(LatentModel):
 
     # ---- capabilities
     def encode(self, x, y=None):
-        """Posterior means (B, L); images are scored un-dequantised here."""
-        if self.config.likelihood == "bernoulli":
-            return self.posterior((x + 1) / 2, y)[0]
-        return self.posterior(x, y)[0]
+        """Posterior means (B, L) (posterior=flow: the flow's image of the Gaussian's mean); images are scored
+        un-dequantised here."""
+        mu, logvar = self.posterior((x + 1) / 2 if self.config.likelihood == "bernoulli" else x, y)
+        return mu if self.config.posterior == "gaussian" else self.draw_posterior(mu, logvar, torch.zeros_like(mu))[0]
 
     def decode(self, z, y=None):
         x = self.mean_image(self._decode_raw(z, y))
@@ -224,8 +298,8 @@ class VAE(LatentModel):
         y = y if self.n_cond else None
         t = self.target(x)
         mu, logvar = self.posterior(t, y)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-        return self.log_px(t, self._decode_raw(z, y)) - gaussian_kl(mu, logvar).sum(1) + self.log_offset
+        z, log_q = self.draw_posterior(mu, logvar, torch.randn_like(mu))
+        return self.log_px(t, self._decode_raw(z, y)) - self.kl(z, log_q, mu, logvar) + self.log_offset
 
     @torch.no_grad()
     @exact
@@ -241,18 +315,15 @@ class VAE(LatentModel):
         y = y if self.n_cond else None
         t = self.target(x)
         mu, logvar = self.posterior(t, y)
-        std = torch.exp(0.5 * logvar)
         B, L = mu.shape
         per = max(1, chunk // B)
         logw = []
         for start in range(0, k, per):
             kc = min(per, k - start)
-            eps = torch.randn(kc, B, L, device=mu.device, dtype=mu.dtype)
-            z = mu + std * eps
+            z, log_qz = self.draw_posterior(mu, logvar, torch.randn(kc, B, L, device=mu.device, dtype=mu.dtype))
             yy = None if y is None else y.repeat(kc)
             rec = self.log_px(t.repeat(kc, *[1] * (t.dim() - 1)), self._decode_raw(z.flatten(0, 1), yy)).view(kc, B)
-            log_pz = (-0.5 * (z.pow(2) + LOG2PI)).sum(-1)
-            log_qz = (-0.5 * (eps.pow(2) + LOG2PI) - 0.5 * logvar).sum(-1)
+            log_pz = self.log_prior(z.flatten(0, 1)).view(kc, B)
             logw.append(rec + log_pz - log_qz)
         return torch.logsumexp(torch.cat(logw), 0) - math.log(k) + self.log_offset
 
@@ -260,7 +331,7 @@ class VAE(LatentModel):
     def _sample(self, n, *, seed, labels, options: VAESampleOptions, progress):
         """Decode z ~ N(0, I): the decoder's mean (the usual picture), or with mean=False a draw from p(x|z)."""
         g = generator(seed)
-        z = randn((n, self.config.latent_dim), g, self.device)
+        z = self.prior_sample(n, g)
         if options.mean:
             return self.decode(z, labels), {}
         raw = self._decode_raw(z, labels)

@@ -40,8 +40,9 @@ class VAEGANConfig(VAEConfig):
         super().__post_init__()
         check(self.gamma >= 0, f"gamma must be >= 0, got {self.gamma}")
         check(all(c >= 1 for c in self.d_channels) and len(self.d_channels) >= 1, "d_channels must be widths >= 1")
-        check(self.likelihood == "gaussian" and self.perceptual == 0 and not self.conditional,
-              "vaegan reconstructs in D's features: leave likelihood, perceptual and conditional at their defaults")
+        check(self.likelihood == "gaussian" and self.perceptual == 0 and not self.conditional
+              and not self.flows, "vaegan reconstructs in D's features: leave likelihood, perceptual, "
+              "conditional, prior and posterior at their defaults")
 
 
 class VAEGAN(VAE):
