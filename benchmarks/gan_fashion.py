@@ -1,7 +1,8 @@
 """GANs on Fashion-MNIST at an equal wall-clock budget ("Are GANs created equal?", Lucic et al. 2018, on our
 protocol): ns, wgan-gp and hinge + spectral-norm DCGANs, and a conditional ns DCGAN (classifier accuracy of its
-samples). Beside them, for the notes' "VAE samples are blurrier than GAN samples": a VAE run's samples (decoder
-means) and real train images, with the same metrics plus sharpness (variance of the Laplacian). Run by hand:
+samples), also with BigGAN's conditional BatchNorm, shared embedding and orthogonal regularisation. Beside them,
+for the notes' "VAE samples are blurrier than GAN samples": a VAE run's samples (decoder means) and real train
+images, with the same metrics plus sharpness (variance of the Laplacian). Run by hand:
 
     python benchmarks/gan_fashion.py --minutes 5 --vae runs/bench-vae-fmnist --out runs/gan_fashion \
         --figures docs/img/gan_fashion
@@ -25,6 +26,9 @@ SETTINGS = {
     "wgan-gp": {"loss": "wgan-gp"},
     "hinge + SN": {"loss": "hinge", "spectral_norm": True},
     "ns, conditional": {"loss": "ns", "conditional": True},
+    # BigGAN's tricks that fit small data (Brock et al. 2019): a shared class embedding into conditional BatchNorm
+    # with skip-z, and orthogonal regularisation at their 1e-4
+    "ns, conditional, BigGAN": {"loss": "ns", "conditional": True, "cond_g": "cbn", "ortho_reg": 1e-4},
 }
 METRICS = ["fid", "kid", "pr", "sharpness"]
 

@@ -9,7 +9,7 @@ checkpoint, an evaluation from the start.
     OUT/bench.json      data, minutes, seed, n, metrics, extractor; the kinds and their samplers; the stages
                         done, and those that failed this time (with their errors; a resume tries them again)
     OUT/KIND/           a genlab run per kind
-    OUT/compare.html    the comparison (and compare.md, compare.csv)
+    OUT/compare.html    the comparison (and compare.md, compare.csv, compare-*.png)
 """
 
 from __future__ import annotations

@@ -436,7 +436,8 @@ def report(run: Path = typer.Argument(..., help="run directory"),
 
 @app.command()
 def compare(runs: list[Path] = typer.Argument(..., help="run directories, each evaluated (`genlab eval`)"),
-            out: Path = typer.Option(Path("compare"), "--out", help="directory for compare.html, .md and .csv")
+            out: Path = typer.Option(Path("compare"), "--out", help="directory for compare.html, .md, .csv and "
+                                     "the plots as PNG")
             ) -> None:
     """One table across evaluated runs (FID, KID, precision/recall, density/coverage, NLL, samples/s, network
     evaluations, parameters, training time), with quality-vs-speed, precision-recall and trilemma plots and a
@@ -446,7 +447,8 @@ def compare(runs: list[Path] = typer.Argument(..., help="run directories, each e
     c = compare_runs(runs)
     paths = write_comparison(c, out)
     print(to_markdown(c), end="")
-    print(f"wrote {paths['html']}, {paths['md'].name}, {paths['csv'].name}")
+    print(f"wrote {paths['html']}, {paths['md'].name}, {paths['csv'].name}"
+          + "".join(f", {p.name}" for k, p in paths.items() if k not in ("html", "md", "csv")))
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks across families.")
@@ -467,8 +469,8 @@ def bench_trilemma(
     device: str = typer.Option("auto"),
 ) -> None:
     """Train one representative of every family at the same wall-clock budget and seed, evaluate each with the
-    protocol (once per sampler its family declares), and write the comparison (compare.html, .md, .csv).
-    Run the same command again to resume it."""
+    protocol (once per sampler its family declares), and write the comparison (compare.html, .md, .csv and
+    the plots as PNG). Run the same command again to resume it."""
     from .bench import trilemma
     from .report.compare import to_markdown
 
@@ -484,7 +486,7 @@ def bench_trilemma(
     c = trilemma(data, minutes, out, seed=seed, n=n, metrics=split(metrics, "metrics"), device=device,
                  progress=_progress(), kinds=split(kinds, "kinds"), extractor=extractor)
     print(to_markdown(c), end="")
-    print(f"wrote {out / 'compare.html'}, compare.md, compare.csv")
+    print(f"wrote {out / 'compare.html'}, compare.md, compare.csv and the plots as compare-*.png")
 
 
 @app.command()

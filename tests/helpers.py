@@ -36,3 +36,39 @@ def gaussian_posterior_on_a_grid(xt: float, x0: float, ratio: float, a_prev: flo
     w /= w.sum()
     m = float((w * grid).sum())
     return m, float((w * (grid - m) ** 2).sum())
+
+
+CHROMIUM = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
+# Run after the page has loaded: how many images it has and how many did not decode, written where --dump-dom shows it.
+_PROBE = ("<script>addEventListener('load', () => document.body.setAttribute('data-probe', "
+          "document.images.length + ' ' + [...document.images].filter(i => !i.naturalWidth).length));</script>")
+
+
+def render_in_chromium(page) -> tuple[str, list[str], int, int]:
+    """Load an HTML file in headless Chromium with every host unreachable; returns (the DOM after load, console
+    messages, images, images that did not decode). Skips the test where no Chromium is installed (Debian:
+    `apt-get install chromium-headless-shell`)."""
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    import pytest
+
+    exe = next((p for p in map(shutil.which, CHROMIUM) if p), None)
+    if exe is None:
+        pytest.skip("no headless Chromium installed (Debian: apt-get install chromium-headless-shell)")
+    html = Path(page).read_text()
+    with tempfile.TemporaryDirectory() as tmp:
+        probed = Path(tmp) / "page.html"  # the page as written, with the probe added before </body>
+        probed.write_text(html.replace("</body>", _PROBE + "</body>") if "</body>" in html else html + _PROBE)
+        out = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+                              "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp}/profile",
+                              "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
+                             capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    console = [ln for ln in out.stderr.splitlines() if ":CONSOLE" in ln]
+    probe = re.search(r'data-probe="(\d+) (\d+)"', out.stdout)
+    assert probe, "the page never finished loading"
+    return out.stdout, console, int(probe.group(1)), int(probe.group(2))

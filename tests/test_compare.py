@@ -17,7 +17,7 @@ from genlab.errors import GenlabError
 from genlab.metrics.protocol import evaluate
 from genlab.report.compare import compare_runs, to_markdown, trilemma_axes, write_comparison
 
-from .helpers import one_line_error
+from .helpers import one_line_error, render_in_chromium
 
 SHOWN = ["fid", "pr", "dc", "modes"]
 
@@ -51,7 +51,8 @@ def test_rows_equal_the_runs_files(runs):
         for m in ("fid", "precision", "recall", "density", "coverage"):
             assert r[m] == ev["metrics"][m]
         assert r["kid"] is None
-        assert r["samples_per_s"] == ev["sampling"]["samples_per_s"] and r["nfe"] == ev["sampling"]["nfe_per_sample"]
+        assert r["samples_per_s"] == pytest.approx(ev["sampling"]["samples_per_s"], rel=0.01)
+        assert r["nfe"] == ev["sampling"]["nfe_per_sample"]
         assert r["modes"].startswith(f"{ev['metrics']['modes']['modes']}/8")
         model = genlab.load(run)
         assert r["params"] == sum(p.numel() for p in model.state_dict().values())  # from the header alone
@@ -120,7 +121,30 @@ def test_written_files_agree_and_the_page_is_offline_and_escaped(runs, tmp_path)
     assert all(s.startswith("data:image/png;base64,") for s in p.srcs)  # nothing fetched from outside
     assert "vae<i>" not in html and "vae&lt;i&gt;" in html
     html5lib.HTMLParser(strict=True).parse(html)  # no parse error anywhere (a browser would render it as written)
+    import base64
+
+    plots = {k: v for k, v in paths.items() if k not in ("html", "md", "csv")}
+    assert sorted(plots) == ["precision vs recall", "quality vs sampling time", "trilemma"]
+    for name, png in plots.items():  # the page's plots, also as files
+        assert png.name == f"compare-{name.replace(' ', '-')}.png"
+        assert f'src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}"' in html
     assert not re.search(r"<(script|link)\b", html)
+
+
+def test_the_page_renders_in_chromium_offline(runs, tmp_path):
+    root, vae, ddpm = runs
+    paths = write_comparison(compare_runs([vae, ddpm]), tmp_path / "out")
+    dom, console, images, broken = render_in_chromium(paths["html"])
+    assert console == []  # no script errors, no failed loads (every host is unreachable)
+    assert images >= 5 and broken == 0  # 3 plots + 2 sample grids, every one decoded
+    assert dom.count("<tr") == 1 + 3 + 16 and "vae&lt;i&gt;" in dom
+
+
+def test_slow_samplers_keep_their_rate():
+    from genlab.report.compare import _rate
+
+    assert _rate({"n": 500, "seconds": 3585.15, "samples_per_s": 0.1}) == pytest.approx(500 / 3585.15, rel=1e-3)
+    assert _rate({"n": 500, "seconds": 0.17, "samples_per_s": 3028.4}) == 3028.4  # under a second: the stored rate
 
 
 def test_trilemma_axes_by_hand():

@@ -365,3 +365,45 @@ def test_truncation_draws_the_truncated_normal():
     assert near.std(0).max() < 0.5 * far.std(0).min()
     with pytest.raises(GenlabError, match="truncation must be a positive"):
         m.sample(5, truncation=0)
+
+
+def test_biggan_conditional_batchnorm_and_shared_embedding():
+    """cond_g=cbn (Brock et al. 2019): bn(h) * (1 + W_g c) + W_b c, by hand; at initialisation the generator is the
+    unconditional DCGAN G fed z's first chunk (same weights, same output); one class embedding feeds every norm."""
+    from genlab.models.gan import ConditionalBatchNorm2d, DCGenerator
+
+    torch.manual_seed(0)
+    norm = ConditionalBatchNorm2d(5, 7)
+    for lin in (norm.gain, norm.bias):
+        torch.nn.init.normal_(lin.weight)
+    h, c = torch.randn(6, 5, 3, 3), torch.randn(6, 7)
+    mu, var = h.mean((0, 2, 3), keepdim=True), h.var((0, 2, 3), unbiased=False, keepdim=True)
+    want = (h - mu) / torch.sqrt(var + 1e-5) * (1 + c @ norm.gain.weight.T)[:, :, None, None] \
+        + (c @ norm.bias.weight.T)[:, :, None, None]
+    torch.testing.assert_close(norm(h, c), want, rtol=1e-5, atol=1e-5)
+
+    g = DCGenerator(12, (1, 28, 28), (16, 8), n_cond=10, attention=False, cond_g="cbn", shared_dim=4)
+    assert g.chunks == [4, 4, 4] and sum(isinstance(m, torch.nn.Embedding) for m in g.modules()) == 1
+    plain = DCGenerator(4, (1, 28, 28), (16, 8), n_cond=0, attention=False)  # BatchNorm's gains 1, biases 0
+    with torch.no_grad():
+        for k in ("fc.0.weight", "ups.0.weight", "ups.3.weight", "ups.3.bias"):
+            plain.state_dict()[k].copy_(g.state_dict()[k])
+    z, y = torch.randn(6, 12), torch.randint(0, 10, (6,))
+    torch.testing.assert_close(g(z, y), plain(z[:, :4]))
+    for lin in (g.bn0.gain, g.ups[1].bias):  # now the class and the later chunks matter
+        torch.nn.init.normal_(lin.weight, std=0.5)
+    out = g(z, y)
+    assert not torch.allclose(out, g(z, (y + 1) % 10))
+    assert not torch.allclose(out, g(torch.cat([z[:, :8], -z[:, 8:]], 1), y))  # the last chunk, into ups.1
+    out.sum().backward()
+    used = torch.zeros(10, dtype=torch.bool)
+    used[y] = True
+    rows = g.embed.weight.grad.abs().sum(1)
+    assert (rows[used] > 0).all() and (rows[~used] == 0).all()
+
+
+def test_cbn_needs_a_conditional_dcgan():
+    with pytest.raises(GenlabError, match="cond_g=cbn is BigGAN's conditional BatchNorm"):
+        genlab.create("gan", vector_spec(classes=3), conditional=True, cond_g="cbn")
+    with pytest.raises(GenlabError, match="cond_g must be concat or cbn"):
+        genlab.create("gan", vector_spec(), cond_g="film")

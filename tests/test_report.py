@@ -13,6 +13,8 @@ import genlab
 from genlab.report.figures import model_figures, project_2d
 from genlab.report.html import write_report
 
+from .helpers import render_in_chromium
+
 
 def test_projection_equals_sklearn_pca():
     from sklearn.decomposition import PCA
@@ -25,12 +27,19 @@ def test_projection_equals_sklearn_pca():
     assert np.allclose(var, ref.explained_variance_ratio_, atol=1e-9)
 
 
-def test_vae_report_has_the_latent_view_and_the_kl_bars(tmp_path):
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    """A small VAE on digits, in a directory whose name a page must escape."""
     data = genlab.load_dataset("digits")
     torch.manual_seed(0)
-    run = tmp_path / "vae"
+    run = tmp_path_factory.mktemp("report") / "vae<i>"
     genlab.train(genlab.create("vae", data.spec, latent_dim=4, channels=(8, 16)), data, steps=40, batch_size=64,
                  progress=False, out=run)
+    return run
+
+
+def test_vae_report_has_the_latent_view_and_the_kl_bars(vae_run):
+    run = vae_run
     paths = model_figures(run)
     assert run / "figures" / "latent.png" in paths
     html = write_report(run).read_text()
@@ -44,6 +53,15 @@ def test_vae_report_has_the_latent_view_and_the_kl_bars(tmp_path):
     last = [r["kl_per_dim"] for r in history if "kl_per_dim" in r][-1]
     assert caption.startswith("KL per latent dimension") and bars == sorted(last, reverse=True) and len(bars) == 4
     html5lib.HTMLParser(strict=True).parse(html)  # no parse error anywhere
+
+
+def test_report_renders_in_chromium_offline_and_escaped(vae_run):
+    model_figures(vae_run)
+    page = write_report(vae_run)
+    dom, console, images, broken = render_in_chromium(page)
+    assert console == []  # no script errors, no failed loads
+    assert images >= 3 and broken == 0  # samples, curves, latent view: every one decoded
+    assert "<table" in dom and "vae&lt;i&gt;" in dom and "<i>" not in dom.split("<body", 1)[1]
 
 
 def test_ddpm_logs_its_loss_by_timestep_as_the_forward_process_gives_it(tmp_path):

@@ -259,7 +259,7 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
     if sample_metrics:
         s = draw_samples(model, n_samples, seed=seed, precision=precision, **sample_opts)
         result["sampling"] = {"n": n_samples, "precision": precision, "seconds": round(s.cost.seconds, 2),
-                              "samples_per_s": round(n_samples / max(s.cost.seconds, 1e-9), 1),
+                              "samples_per_s": float(f"{n_samples / max(s.cost.seconds, 1e-9):.4g}"),
                               "nfe_per_sample": round(s.cost.nfe, 2),
                               "candidates_per_sample": round(s.cost.candidates, 2), **sample_opts}
         res = evaluate_samples(s.x, data["name"], sample_metrics, labels=s.labels, extractor=extractor,

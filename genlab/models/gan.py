@@ -4,8 +4,9 @@ spectral normalisation (Miyato et al. 2018), self-attention (Zhang et al. 2019),
 (Karras et al. 2018), feature matching and one-sided label smoothing (Salimans et al. 2016), PacGAN packing
 (Lin et al. 2018), TTUR (Heusel et al. 2017), R1 (Mescheder et al. 2018), DiffAugment (Zhao et al. 2020),
 top-k generator updates (Sinha et al. 2020), conditional G with a concatenation or projection discriminator
-(Mirza & Osindero 2014; Miyato & Koyama 2018), unrolled D look-ahead (Metz et al. 2017), and BigGAN's orthogonal
-regularisation and truncation trick (Brock et al. 2019).
+(Mirza & Osindero 2014; Miyato & Koyama 2018), unrolled D look-ahead (Metz et al. 2017), and BigGAN's
+class-conditional BatchNorm from a shared embedding with skip-z, orthogonal regularisation and truncation trick
+(Brock et al. 2019).
 
 D outputs logits (critic values for the Wasserstein losses). The Trainer runs ("discriminator", n_critic)
 then ("generator", 1) per iteration, each repeat on a fresh batch.
@@ -53,6 +54,9 @@ class GANConfig:
     spectral_norm: bool = False  # on every D layer
     attention: bool = False  # DCGAN: a self-attention block after the first up / down stage
     conditional: bool = False  # label embedding into G; D by cond_d
+    cond_g: str = "concat"  # concat: z joined to a label embedding | cbn: BigGAN's shared class embedding and
+    # skip-z into every BatchNorm's gain and bias (DCGAN G only)
+    shared_dim: int = 32  # cbn: size of the shared class embedding (Brock et al. 2019 use 128)
     cond_d: str = "projection"  # projection | concat
     minibatch_std: bool = False  # D sees the batch's feature std (against mode collapse)
     feature_matching: float = 0.0  # weight of ||E f(x) - E f(G(z))||^2 on D's last features in G's loss
@@ -74,6 +78,8 @@ class GANConfig:
         check(self.arch in ("auto", "dcgan", "mlp"), f"arch must be auto, dcgan or mlp, got '{self.arch}'")
         check(self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}")
         check(self.cond_d in ("projection", "concat"), f"cond_d must be projection or concat, got '{self.cond_d}'")
+        check(self.cond_g in ("concat", "cbn"), f"cond_g must be concat or cbn, got '{self.cond_g}'")
+        check(self.shared_dim >= 1, f"shared_dim must be >= 1, got {self.shared_dim}")
         check(self.pac >= 1, f"pac must be >= 1, got {self.pac}")
         check(0 < self.top_k <= 1, f"top_k must be in (0, 1], got {self.top_k}")
         check(0 <= self.fourier <= 16, f"fourier must be in [0, 16], got {self.fourier}")
@@ -222,35 +228,68 @@ class MLPGenerator(nn.Module):
         return fp32(self.net(torch.cat([z, self.embed(y)], 1) if self.embed is not None else z))
 
 
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm without its own affine, then gain and bias from a conditioning vector (B, cond):
+    bn(h) * (1 + W_g c) + W_b c (de Vries et al. 2017; BigGAN's class-conditional BN, Brock et al. 2019 §3)."""
+
+    def __init__(self, channels: int, cond: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain, self.bias = nn.Linear(cond, channels, bias=False), nn.Linear(cond, channels, bias=False)
+        nn.init.zeros_(self.gain.weight)  # starts as the plain BatchNorm
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.bn(h) * (1 + self.gain(c))[:, :, None, None] + self.bias(c)[:, :, None, None]
+
+
 class DCGenerator(nn.Module):
     """z (B, L) -> (B, C, H, W) in [-1, 1]: linear to a (channels[0], H/2^k, W/2^k) map, then k transposed
-    convs (4x4, stride 2) with BatchNorm + ReLU, the last one to C channels with tanh (DCGAN rules)."""
+    convs (4x4, stride 2) with BatchNorm + ReLU, the last one to C channels with tanh (DCGAN rules).
 
-    def __init__(self, latent: int, shape, channels, n_cond: int, attention: bool):
+    Class-conditional in one of two ways: `concat` joins a label embedding to z; `cbn` (BigGAN, Brock et al.
+    2019) splits z into one chunk for the linear layer and one per BatchNorm, and every BatchNorm takes its gain
+    and bias from [shared class embedding, its z chunk] (skip-z), one embedding shared by all layers."""
+
+    def __init__(self, latent: int, shape, channels, n_cond: int, attention: bool, cond_g: str = "concat",
+                 shared_dim: int = 32):
         super().__init__()
         c, h, w = shape
         k = len(channels)
         if h % 2**k or w % 2**k:
             raise GenlabError(f"image size {h}x{w} cannot be halved {k} times; set fewer channels stages")
         self.c0, self.h0, self.w0 = channels[0], h // 2**k, w // 2**k
-        self.embed = nn.Embedding(n_cond, latent) if n_cond else None
-        self.fc = nn.Sequential(nn.Linear(latent * (2 if n_cond else 1), self.c0 * self.h0 * self.w0, bias=False))
-        self.bn0 = nn.BatchNorm2d(self.c0)
-        layers: list[nn.Module] = []
+        self.cbn = bool(n_cond) and cond_g == "cbn"
+        if self.cbn and latent < k + 1:
+            raise GenlabError(f"cond_g=cbn splits z into {k + 1} chunks; set latent_dim >= {k + 1}")
+        self.chunks = [len(t) for t in torch.arange(latent).tensor_split(k + 1)] if self.cbn else [latent]
+        self.embed = None if not n_cond else nn.Embedding(n_cond, shared_dim if self.cbn else latent)
+        first = self.chunks[0] + (latent if n_cond and not self.cbn else 0)
+        self.fc = nn.Sequential(nn.Linear(first, self.c0 * self.h0 * self.w0, bias=False))
         widths = [*channels, c]
+        self.bn0 = ConditionalBatchNorm2d(self.c0, shared_dim + self.chunks[1]) if self.cbn else nn.BatchNorm2d(self.c0)
+        layers: list[nn.Module] = []
         for i in range(k):
             last = i == k - 1
             layers.append(nn.ConvTranspose2d(widths[i], widths[i + 1], 4, 2, 1, bias=last))
             if not last:
-                layers += [nn.BatchNorm2d(widths[i + 1]), nn.ReLU()]
+                layers += [ConditionalBatchNorm2d(widths[i + 1], shared_dim + self.chunks[i + 2]) if self.cbn
+                           else nn.BatchNorm2d(widths[i + 1]), nn.ReLU()]
                 if attention and i == 0:
                     layers.append(Attention(widths[i + 1]))
         self.ups = nn.Sequential(*layers)
 
     def forward(self, z, y=None):
-        z = torch.cat([z, self.embed(y)], 1) if self.embed is not None else z
-        h = F.relu(self.bn0(self.fc(z).view(-1, self.c0, self.h0, self.w0)))
-        return fp32(torch.tanh(self.ups(h)))
+        if not self.cbn:
+            z = torch.cat([z, self.embed(y)], 1) if self.embed is not None else z
+            h = F.relu(self.bn0(self.fc(z).view(-1, self.c0, self.h0, self.w0)))
+            return fp32(torch.tanh(self.ups(h)))
+        zs, e = z.split(self.chunks, 1), self.embed(y)
+        conds = iter([torch.cat([e, zi], 1) for zi in zs[1:]])  # the shared embedding, with skip-z
+        h = F.relu(self.bn0(self.fc(zs[0]).view(-1, self.c0, self.h0, self.w0), next(conds)))
+        for layer in self.ups:
+            h = layer(h, next(conds)) if isinstance(layer, ConditionalBatchNorm2d) else layer(h)
+        return fp32(torch.tanh(h))
 
 
 class Discriminator(nn.Module):
@@ -335,9 +374,13 @@ class GAN(GenerativeModel):
             raise GenlabError("diffaugment is for images; leave it empty for vector or table data")
         if c.fourier and arch == "dcgan":
             raise GenlabError("fourier features are for the MLP discriminator; set arch=mlp or fourier=0")
+        if c.cond_g == "cbn" and not (n_cond and arch == "dcgan"):
+            raise GenlabError("cond_g=cbn is BigGAN's conditional BatchNorm for the DCGAN generator; it needs "
+                              "conditional=true on image data with labels (arch=dcgan)")
         self.arch, self.n_cond = arch, n_cond
         if arch == "dcgan":
-            self.G = DCGenerator(c.latent_dim, spec.shape, tuple(c.channels), n_cond, c.attention)
+            self.G = DCGenerator(c.latent_dim, spec.shape, tuple(c.channels), n_cond, c.attention, c.cond_g,
+                                 c.shared_dim)
             self.D = Discriminator(c, spec.shape, arch, n_cond)
         else:
             self.G = MLPGenerator(c.latent_dim, spec.dims, tuple(c.hidden), n_cond)
