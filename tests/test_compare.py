@@ -140,6 +140,28 @@ def test_the_page_renders_in_chromium_offline(runs, tmp_path):
     assert dom.count("<tr") == 1 + 3 + 16 and "vae&lt;i&gt;" in dom
 
 
+def test_plot_text_is_plain_with_math_parsing_off(runs, monkeypatch):
+    """Run names are never parsed as mathtext, so no label may rely on it: the log axis once printed its ticks
+    as raw '$\\mathdefault{10^{-4}}$'."""
+    import matplotlib.text
+
+    from genlab.report import html
+    from genlab.report.compare import figures
+
+    root, vae, ddpm = runs
+    texts = []
+
+    def capture(fig):
+        fig.canvas.draw()  # tick labels exist once drawn
+        texts.extend(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+        return ""
+
+    monkeypatch.setattr(html, "figure_b64", capture)
+    assert len(figures(compare_runs([vae, ddpm]))) == 3
+    ticks = [t for t in texts if re.fullmatch(r"[0-9.e+-]+", t)]
+    assert len(ticks) >= 3 and not [t for t in texts if "$" in t or "mathdefault" in t]
+
+
 def test_slow_samplers_keep_their_rate():
     from genlab.report.compare import _rate
 

@@ -250,7 +250,7 @@ def trilemma_axes(rows: list[dict[str, Any]]) -> list[tuple[str, float, float, f
 
 
 def _legend_below(ax) -> None:
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
 
 
 def figures(c: Comparison) -> list[tuple[str, str]]:
@@ -263,6 +263,7 @@ def figures(c: Comparison) -> list[tuple[str, str]]:
 
 def _figures(c: Comparison) -> list[tuple[str, str]]:
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     from .html import figure_b64
 
@@ -274,6 +275,9 @@ def _figures(c: Comparison) -> list[tuple[str, str]]:
             ax.scatter(1 / r["samples_per_s"], r["fid"], s=30, label=f"{r['run']} [{r['protocol']}]")
         ax.set(xscale="log", xlabel="seconds per sample (log)", ylabel="FID (lower is better)",
                title="quality vs sampling time")
+        # plain tick labels: the log axis writes its own as mathtext, which parse_math=False prints raw
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.grid(alpha=0.3)
         _legend_below(ax)
         out.append(("quality vs sampling time", figure_b64(fig)))
