@@ -212,3 +212,33 @@ def test_the_prompt_cache_keeps_the_most_recent_and_encodes_each_once(monkeypatc
     tc.encode(["ab"])  # encoded again; "dd" is now the oldest and goes
     assert calls == ["ab", "c", "dd", "eee", "ab"] and list(tc._cache) == ["eee", "c", "ab"]
     assert len(tc.encode(["1", "22", "333", "4444"]).mask) == 4  # more prompts than the cache holds at once
+
+
+def test_text_noise_is_lafites_perturbation_and_only_in_training(monkeypatch):
+    import genlab.models.diffusion.conditioners as cond
+
+    monkeypatch.setattr(cond, "text_encoder", lambda _name: lambda prompts: (
+        torch.randn(len(prompts), 4, 6), torch.ones(len(prompts), 4, dtype=torch.bool)))
+    tc = cond.TextConditioner(genlab.load_dataset("digits").spec)
+    c = prompt_batch(b=64, length=5, d=6)
+    torch.manual_seed(0)
+    p = tc.perturb(c, 0.5)
+    torch.manual_seed(0)  # h + xi |h| e / |e| (Zhou et al. 2022, eq. 3), written out
+    e = torch.randn_like(c.tokens)
+    assert torch.equal(p.mask, c.mask)
+    torch.testing.assert_close(p.tokens, c.tokens + 0.5 * c.tokens.norm(dim=-1, keepdim=True) * e / e.norm(dim=-1,
+                                                                                                        keepdim=True))
+    rel = (p.tokens - c.tokens).norm(dim=-1) / c.tokens.norm(dim=-1)
+    torch.testing.assert_close(rel, torch.full_like(rel, 0.5))  # every token moved by exactly half its norm
+    assert tc.perturb(c, 0.0) is c
+    labels = torch.tensor([1, 2])
+    assert cond.ClassConditioner(genlab.load_dataset("digits").spec).perturb(labels, 0.5) is labels
+
+
+def test_text_noise_needs_text_and_a_sane_value():
+    spec = genlab.load_dataset("digits").spec
+    for bad, msg in (({"text_noise": 0.5}, "needs text=minilm"), ({"text": "minilm", "text_noise": -1.0}, ">= 0"),
+                     ({"text": "minilm", "text_noise": math.nan}, "finite number")):
+        with pytest.raises(GenlabError, match=msg) as e:
+            genlab.create("ddpm", spec, **bad, **SMALL_UNET)
+        assert "\n" not in str(e.value)

@@ -47,6 +47,10 @@ class Conditioner(ABC):
         """Training: each example's cond replaced by the null one with probability p."""
         return cond
 
+    def perturb(self, cond: Any, scale: float) -> Any:
+        """Training: cond with noise of relative size `scale` on its embedding (text only; others unchanged)."""
+        return cond
+
     def sampling(self, labels: torch.Tensor | None, prompt: str | None, n: int, device: torch.device | str) -> Any:
         """The cond of n samples on `device` from validated labels (n,) or None, and a prompt (text models)."""
         return self(labels)
@@ -174,6 +178,16 @@ class TextConditioner(Conditioner):
         drop = torch.rand(len(cond.tokens), device=cond.tokens.device) < p
         return TextCond(torch.where(drop[:, None, None], null.tokens, cond.tokens),
                         torch.where(drop[:, None], null.mask, cond.mask))
+
+    def perturb(self, cond: TextCond, scale: float) -> TextCond:
+        """Each token h -> h + scale * |h| * e / |e|, e ~ N(0, I): the text-feature perturbation of LAFITE (Zhou et
+        al. 2022, eq. 3), so the denoiser learns a neighbourhood of each caption, not the caption alone, and
+        unseen wordings that land near a class's captions map to that class."""
+        if scale == 0:
+            return cond
+        e = torch.randn_like(cond.tokens)
+        h = cond.tokens
+        return TextCond(h + scale * h.norm(dim=-1, keepdim=True) * e / e.norm(dim=-1, keepdim=True), cond.mask)
 
     def cat(self, a: TextCond, b: TextCond) -> TextCond:
         length = max(a.tokens.shape[1], b.tokens.shape[1])

@@ -76,6 +76,7 @@ class DiffusionConfig:
     conditional: bool = False  # class labels, with classifier-free guidance
     text: str = ""  # text prompts through this encoder (minilm), trained on captions of the labels; '' no text
     p_uncond: float = 0.1  # probability of dropping the label or caption in training (Ho & Salimans 2022)
+    text_noise: float = 0.0  # text models, training: noise on each prompt token, relative to its norm (LAFITE)
     sampler: SamplerDefaults = field(default_factory=SamplerDefaults)
     clip: bool = True  # images: clip predicted x0 to [-1, 1] while sampling
 
@@ -90,6 +91,9 @@ class DiffusionConfig:
         if self.text:
             text_encoder_class(self.text)
         check(0 <= self.p_uncond < 1, f"p_uncond must be in [0, 1), got {self.p_uncond}")
+        check(math.isfinite(self.text_noise) and self.text_noise >= 0,
+              f"text_noise must be a number >= 0, got {self.text_noise}")
+        check(not self.text_noise or self.text, "text_noise perturbs prompt tokens in training; it needs text=minilm")
         check(self.sampler.steps <= self.timesteps,
               f"sampler.steps must be between 1 and timesteps ({self.timesteps}), got {self.sampler.steps}")
 
@@ -225,7 +229,7 @@ class DDPM(GenerativeModel):
         t = torch.randint(0, c.timesteps, (b,), device=x.device)
         noise = torch.randn_like(x)
         xt = self.schedule.q_sample(x, t, noise)
-        cond = self.conditioner.drop(self.conditioner(y), c.p_uncond)
+        cond = self.conditioner.drop(self.conditioner.perturb(self.conditioner(y), c.text_noise), c.p_uncond)
         pred = fp32(self.net(xt, t, cond))
         a = self.schedule.abar(t, x)
         err = F.mse_loss(pred, self.schedule.target(x, noise, a, c.target), reduction="none").flatten(1).mean(1)
