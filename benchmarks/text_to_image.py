@@ -6,6 +6,7 @@ describes, FID/KID/precision/recall against the test split, samples/s; one grid 
 
     python benchmarks/text_to_image.py --minutes 15 --n 500 --out runs/t2i_fm --figures docs/img/t2i
     python benchmarks/text_to_image.py --minutes 20 --text-noise 0.5 --out runs/t2i_noise   # LAFITE's perturbation
+    python benchmarks/text_to_image.py --minutes 20 --text-noise 0.5 --modifiers --out runs/t2i_mod
     python benchmarks/text_to_image.py --run runs/t2i_fm/model --n 500     # evaluate a trained run only
     python benchmarks/text_to_image.py --part encoder   # cosine of each held-out prompt to each class's captions
     python benchmarks/text_to_image.py --part step      # seconds per training step, U-Net with and without text
@@ -90,6 +91,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=500, help="samples per row (n/10 per prompt)")
     ap.add_argument("--steps", type=int, default=10, help="DPM-Solver++ steps")
     ap.add_argument("--text-noise", type=float, default=0.0, help="the model's text_noise (LAFITE's perturbation)")
+    ap.add_argument("--modifiers", action="store_true", help="caption_modifiers=true: class-neutral words in captions")
     ap.add_argument("--out", type=Path, default=Path("runs/t2i_fm"))
     ap.add_argument("--figures", type=Path, help="write a grid of samples per guidance weight here")
     args = ap.parse_args()
@@ -102,10 +104,12 @@ def main() -> None:
         args.run = args.out / "model"
         shutil.rmtree(args.run, ignore_errors=True)
         torch.manual_seed(0)
-        model = genlab.create("ddpm", data.spec, text="minilm", text_noise=args.text_noise)
+        model = genlab.create("ddpm", data.spec, text="minilm", text_noise=args.text_noise,
+                              caption_modifiers=args.modifiers)
         run = genlab.train(model, data, minutes=args.minutes, batch_size=128, out=args.run, progress=False,
                            precision="fp32")
-        train = {"text_noise": args.text_noise, "steps": run.step, "seconds": round(run.seconds, 1),
+        train = {"text_noise": args.text_noise, "caption_modifiers": args.modifiers, "steps": run.step,
+                 "seconds": round(run.seconds, 1),
                  "train_images_per_s": run.history[-1]["images_per_s"]}
         print(json.dumps(train), flush=True)
     model = genlab.load(args.run)

@@ -82,8 +82,19 @@ def test_captions_hold_out_phrasings():
     assert not seen & {h for cls in caps.held_out for h in cls}
     assert "a pair of running shoes" in caps.held_out[7] and "a sneaker" in caps.train[7]
     assert "a photo of an ankle boot" in caps.train[9]
+    more = captions(genlab.load_dataset("fashion-mnist").spec, modifiers=True)
+    assert more.held_out == caps.held_out and all(m[:len(c)] == c for m, c in zip(more.train, caps.train))
+    assert all(len(m) == len(c) * 13 for m, c in zip(more.train, caps.train))
+    assert "a photo of a cheap sneaker" in more.train[7] and "an old pair of sneakers" in more.train[7]
+    held_words = {w for cls in caps.held_out for h in cls for w in h.replace("-", " ").split()}
+    assert not {c for cls in more.train for c in cls} & {h for cls in caps.held_out for h in cls}
+    assert not held_words & {w for cls in more.train for c in cls for w in c.split()} - seen_words(caps)
     digits = captions(genlab.load_dataset("digits").spec)
     assert len(digits.train) == 10 and digits.default(3) == f"a {genlab.load_dataset('digits').spec.class_names[3]}"
+
+
+def seen_words(caps) -> set[str]:
+    return {w for cls in caps.train for c in cls for w in c.split()}
 
 
 def _has_fashion() -> bool:
@@ -238,7 +249,8 @@ def test_text_noise_is_lafites_perturbation_and_only_in_training(monkeypatch):
 def test_text_noise_needs_text_and_a_sane_value():
     spec = genlab.load_dataset("digits").spec
     for bad, msg in (({"text_noise": 0.5}, "needs text=minilm"), ({"text": "minilm", "text_noise": -1.0}, ">= 0"),
-                     ({"text": "minilm", "text_noise": math.nan}, "finite number")):
+                     ({"text": "minilm", "text_noise": math.nan}, "finite number"),
+                     ({"caption_modifiers": True}, "needs text=minilm")):
         with pytest.raises(GenlabError, match=msg) as e:
             genlab.create("ddpm", spec, **bad, **SMALL_UNET)
         assert "\n" not in str(e.value)

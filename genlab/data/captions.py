@@ -20,6 +20,10 @@ from .spec import DataSpec
 TEMPLATES = ("{a} {name}", "a photo of {a} {name}", "a picture of {a} {name}", "an image of {a} {name}",
              "a black and white photo of {a} {name}", "a product photo of {a} {name}")
 HELD_OUT_TEMPLATE = "a drawing of {a} {name}"  # a template never used in training, on the class's first name
+# Words that say nothing of the class, put before the name in extra training captions (`modifiers=True`): the
+# model learns that a word it does not know need not change what it draws. None is a word of a held-out phrasing.
+MODIFIERS = ("new", "old", "black", "white", "grey", "small", "large", "cheap", "classic", "modern", "simple",
+             "clean")
 
 # Fashion-MNIST (Xiao et al. 2017): names used in training captions, and one held-out description per class
 # whose wording is not in any training caption.
@@ -68,8 +72,9 @@ class Captions:
         return self.train[label][0]
 
 
-def captions(spec: DataSpec) -> Captions:
-    """Training and held-out captions for each class of labelled data."""
+def captions(spec: DataSpec, modifiers: bool = False) -> Captions:
+    """Training and held-out captions for each class of labelled data; modifiers: also every training caption
+    with each of MODIFIERS before the name ("a photo of a cheap sneaker"), after the plain ones."""
     k = int(spec.num_classes or 0)
     if not k:
         raise GenlabError(f"text conditioning trains on captions of class labels; {spec.name} has no labels")
@@ -80,5 +85,6 @@ def captions(spec: DataSpec) -> Captions:
         class_names = list(spec.class_names or [str(i) for i in range(k)])
         names = tuple((str(n).lower(),) for n in class_names)
         held = [(phrase(HELD_OUT_TEMPLATE, names[i][0]),) for i in range(k)]
-    train = tuple(tuple(phrase(t, n) for n in names[i] for t in TEMPLATES) for i in range(k))
+    words = ("",) + (tuple(f"{m} " for m in MODIFIERS) if modifiers else ())
+    train = tuple(tuple(phrase(t, w + n) for w in words for n in names[i] for t in TEMPLATES) for i in range(k))
     return Captions(train, tuple(held))

@@ -115,11 +115,11 @@ class TextConditioner(Conditioner):
     name = "text"
     CACHE_SIZE = 4096
 
-    def __init__(self, spec: DataSpec, encoder: str = "minilm"):
+    def __init__(self, spec: DataSpec, encoder: str = "minilm", modifiers: bool = False):
         super().__init__(spec)
         self.encoder = encoder
         self.context_dim = text_encoder_class(encoder).dim
-        self.captions = captions(spec)
+        self.captions = captions(spec, modifiers)
         self._cache: OrderedDict[str, TextCond] = OrderedDict()
         self._table: dict[torch.device, tuple[TextCond, torch.Tensor, torch.Tensor]] = {}
 
@@ -199,7 +199,8 @@ CONDITIONERS: dict[str, type[Conditioner]] = {c.name: c for c in (NoConditioner,
 
 
 def make_conditioner(name: str, spec: DataSpec, **options: Any) -> Conditioner:
-    """The conditioner for a model's `conditioning` declaration; options: the conditioner's own (text: encoder)."""
+    """The conditioner for a model's `conditioning` declaration; options: the conditioner's own (text: encoder,
+    modifiers)."""
     if name not in CONDITIONERS:
         raise GenlabError(f"no diffusion conditioner for '{name}' conditioning: use one of {', '.join(CONDITIONERS)}")
     return CONDITIONERS[name](spec, **options)

@@ -38,7 +38,7 @@ from ..base import GenerativeModel, generator, progress_bar
 from .model import DDPM, DiffusionConfig, SamplerDefaults
 
 # distillation: the student is built as the teacher (its denoiser, target, schedule, classes or text encoder)
-INHERITED = ("arch", "net", "target", "schedule", "timesteps", "conditional", "text")
+INHERITED = ("arch", "net", "target", "schedule", "timesteps", "conditional", "text", "caption_modifiers")
 
 
 def as_teacher(config, what: str):

@@ -77,6 +77,7 @@ class DiffusionConfig:
     text: str = ""  # text prompts through this encoder (minilm), trained on captions of the labels; '' no text
     p_uncond: float = 0.1  # probability of dropping the label or caption in training (Ho & Salimans 2022)
     text_noise: float = 0.0  # text models, training: noise on each prompt token, relative to its norm (LAFITE)
+    caption_modifiers: bool = False  # text models: train also on captions with class-neutral words ("a cheap bag")
     sampler: SamplerDefaults = field(default_factory=SamplerDefaults)
     clip: bool = True  # images: clip predicted x0 to [-1, 1] while sampling
 
@@ -94,6 +95,8 @@ class DiffusionConfig:
         check(math.isfinite(self.text_noise) and self.text_noise >= 0,
               f"text_noise must be a number >= 0, got {self.text_noise}")
         check(not self.text_noise or self.text, "text_noise perturbs prompt tokens in training; it needs text=minilm")
+        check(not self.caption_modifiers or self.text, "caption_modifiers changes training captions; it needs "
+              "text=minilm")
         check(self.sampler.steps <= self.timesteps,
               f"sampler.steps must be between 1 and timesteps ({self.timesteps}), got {self.sampler.steps}")
 
@@ -141,7 +144,8 @@ class DDPM(GenerativeModel):
         c = config
         self._classes()  # conditional=true needs labelled data: one line if it has none
         self.space = self.diffusion_space()
-        self.conditioner = make_conditioner(self.conditioning, spec, **({"encoder": c.text} if c.text else {}))
+        self.conditioner = make_conditioner(self.conditioning, spec, **(
+            {"encoder": c.text, "modifiers": c.caption_modifiers} if c.text else {}))
         self.arch = self.resolve_arch(c.arch)
         options = denoiser_options(self.arch, self.net_options(c.net), where=self.kind)
         self.config = dataclasses.replace(c, net=dataclasses.asdict(options))  # all of them into config.json
