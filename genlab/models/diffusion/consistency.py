@@ -50,7 +50,10 @@ def as_teacher(config, what: str):
         raise GenlabError(f"teacher={config.teacher} cannot be loaded: {e}") from None
     if meta.get("kind") != DDPM.kind:
         raise GenlabError(f"{what} needs a ddpm teacher; {config.teacher} is a {meta.get('kind')} run")
-    return dataclasses.replace(config, **{k: meta["config"][k] for k in INHERITED if k in meta["config"]})
+    config = dataclasses.replace(config, **{k: meta["config"][k] for k in INHERITED if k in meta["config"]})
+    check(not config.text_noise or config.text, f"text_noise perturbs prompt tokens in training; the teacher "
+          f"{config.teacher} was trained without text")
+    return config
 
 
 @dataclass
@@ -151,7 +154,7 @@ class Consistency(DDPM):
         shape = (-1, *[1] * (x.dim() - 1))
         z = torch.randn_like(x)
         x_hi = x + s_hi.view(shape).to(x.dtype) * z
-        cond = self.conditioner(y)
+        cond = self.conditioner.perturb(self.conditioner(y), self.config.text_noise)
         with torch.no_grad():
             if c.teacher:  # one DDIM (Euler) step of the teacher's ODE: x_lo = D + s_lo (x_hi - D) / s_hi
                 d = self.frozen("teacher").denoised(x_hi, s_hi, cond)

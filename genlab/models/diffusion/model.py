@@ -94,7 +94,8 @@ class DiffusionConfig:
         check(0 <= self.p_uncond < 1, f"p_uncond must be in [0, 1), got {self.p_uncond}")
         check(math.isfinite(self.text_noise) and self.text_noise >= 0,
               f"text_noise must be a number >= 0, got {self.text_noise}")
-        check(not self.text_noise or self.text, "text_noise perturbs prompt tokens in training; it needs text=minilm")
+        check(not self.text_noise or self.text or getattr(self, "teacher", ""),  # a student takes its teacher's text
+              "text_noise perturbs prompt tokens in training; it needs text=minilm")
         check(not self.caption_modifiers or self.text, "caption_modifiers changes training captions; it needs "
               "text=minilm")
         check(self.sampler.steps <= self.timesteps,

@@ -109,7 +109,7 @@ class Progressive(DDPM):
         s = torch.tensor(student[1:] + [0], device=x.device)[i.to(x.device)]
         sch, shape = self.schedule, (-1, *[1] * (x.dim() - 1))
         z_t = sch.q_sample(x, t, torch.randn_like(x))
-        cond = self.conditioner(y)
+        cond = self.conditioner.perturb(self.conditioner(y), self.config.text_noise)
         abar = lambda tt: sch.abar(tt, x)  # (B, 1, ...) float32 per example
         with torch.no_grad():
             teach = self.denoiser(cond, 1.0, False, net=self.round_teacher)
