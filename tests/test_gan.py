@@ -341,6 +341,11 @@ def test_orthogonal_regularisation_is_brock_et_al_eq_3():
     w = up.weight.detach().transpose(0, 1).flatten(1)
     gram = w @ w.T
     torch.testing.assert_close(ortho_penalty(up), (gram - torch.diag(torch.diag(gram))).pow(2).sum())
+    tall = torch.nn.Linear(3, 40, bias=False)  # more rows than columns: computed through the 3 x 3 Gram
+    w = tall.weight.detach().double()
+    gram = w @ w.T
+    torch.testing.assert_close(ortho_penalty(tall).double(), (gram - torch.diag(torch.diag(gram))).pow(2).sum(),
+                               rtol=1e-5, atol=1e-6)
     data = genlab.load_dataset("digits")
     m = genlab.create("gan", data, ortho_reg=1e-3)
     x = data.x[:8]

@@ -142,8 +142,11 @@ def ortho_penalty(module: nn.Module) -> torch.Tensor:
         if not isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             continue
         w = (m.weight.transpose(0, 1) if isinstance(m, nn.ConvTranspose2d) else m.weight).flatten(1)  # rows: outputs
-        gram = w @ w.T
-        term = (gram * (1 - torch.eye(len(w), device=w.device, dtype=w.dtype))).pow(2).sum()
+        if len(w) <= w.shape[1]:
+            gram = w @ w.T
+            term = (gram * (1 - torch.eye(len(w), device=w.device, dtype=w.dtype))).pow(2).sum()
+        else:  # tall W (a linear layer out of a short z): ||W W^T||_F = ||W^T W||_F, so no rows x rows Gram
+            term = (w.T @ w).pow(2).sum() - w.pow(2).sum(1).pow(2).sum()
         total = term if total is None else total + term
     return total if total is not None else torch.zeros(())
 
