@@ -105,7 +105,7 @@ def test_consistency_training_from_scratch_moves_samples_towards_the_data(tmp_pa
     assert after < 0.7 * before, (before, after)  # grey images at the start
 
 
-def test_errors_are_one_line(teacher, tmp_path):
+def test_errors_are_one_line(tmp_path):
     data = genlab.load_dataset("digits")
     vae = genlab.create("vae", data.spec)
     genlab.train(vae, data, steps=1, batch_size=8, out=tmp_path / "vae", progress=False)
