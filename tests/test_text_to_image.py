@@ -248,22 +248,27 @@ def test_text_noise_is_lafites_perturbation_and_only_in_training(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["ddpm", "consistency", "progressive"])
 def test_text_noise_reaches_the_training_step_of_every_text_kind(kind, monkeypatch, tmp_path):
-    """Every kind that trains on prompts perturbs them by its own text_noise (a distilled student sets its own)."""
+    """Every kind that trains on prompts perturbs them by its own text_noise (a distilled student sets its own),
+    and drops them with p_uncond where its sampler guides."""
     import genlab.models.diffusion.conditioners as cond
 
     monkeypatch.setattr(cond, "text_encoder", lambda _name: lambda prompts: (
         torch.randn(len(prompts), 4, 384), torch.ones(len(prompts), 4, dtype=torch.bool)))
     scales, perturb = [], cond.TextConditioner.perturb
     monkeypatch.setattr(cond.TextConditioner, "perturb", lambda self, c, s: scales.append(s) or perturb(self, c, s))
+    drops, drop = [], cond.TextConditioner.drop
+    monkeypatch.setattr(cond.TextConditioner, "drop", lambda self, c, p: drops.append(p) or drop(self, c, p))
     data = genlab.load_dataset("digits")
     opts = {"text": "minilm", **SMALL_UNET}
     if kind == "progressive":
         genlab.train(genlab.create("ddpm", data.spec, **opts), data, steps=1, out=tmp_path / "teacher",
                      progress=False, sample_every=0)
-        opts, scales[:] = {"teacher": str(tmp_path / "teacher"), "start_steps": 4}, []
-    m = genlab.create(kind, data.spec, text_noise=0.3, **opts)
+        opts, scales[:], drops[:] = {"teacher": str(tmp_path / "teacher"), "start_steps": 4}, [], []
+    m = genlab.create(kind, data.spec, text_noise=0.3, p_uncond=0.2, **opts)
     m(data.x[:4], data.y[:4])
     assert scales == [0.3]
+    # the prompt is dropped (for guidance) where sampling guides: not in consistency models, which sample unguided
+    assert drops == ([] if kind == "consistency" else [0.2])
     if kind == "progressive":  # a student of a teacher without text has no prompts to perturb
         genlab.train(genlab.create("ddpm", data.spec, **SMALL_UNET), data, steps=1, out=tmp_path / "plain",
                      progress=False, sample_every=0)

@@ -15,6 +15,8 @@ Each training step (Salimans & Ho 2022, Algorithm 2, in genlab's discrete time):
 
 The student is built as the teacher (`teacher=RUN`, a trained ddpm: its denoiser, target and schedule) and samples
 with DDIM in the steps of its round (the `distilled_steps` it records); other samplers and step counts work too.
+A conditional student's label or prompt is dropped with `p_uncond` in training, as its teacher's was, so it keeps
+the unconditional path and classifier-free guidance works on it (the teacher's target then is unconditional too).
 The current round's teacher is kept in the weights (model.safetensors holds both networks), so a killed run
 resumes mid-round.
 """
@@ -109,7 +111,10 @@ class Progressive(DDPM):
         s = torch.tensor(student[1:] + [0], device=x.device)[i.to(x.device)]
         sch, shape = self.schedule, (-1, *[1] * (x.dim() - 1))
         z_t = sch.q_sample(x, t, torch.randn_like(x))
-        cond = self.conditioner.perturb(self.conditioner(y), self.config.text_noise)
+        # the label or prompt dropped as the teacher's was (p_uncond), so the student keeps its unconditional path
+        # and classifier-free guidance still works on it
+        cond = self.conditioner.drop(self.conditioner.perturb(self.conditioner(y), self.config.text_noise),
+                                     self.config.p_uncond)
         abar = lambda tt: sch.abar(tt, x)  # (B, 1, ...) float32 per example
         with torch.no_grad():
             teach = self.denoiser(cond, 1.0, False, net=self.round_teacher)
