@@ -10,6 +10,7 @@ majority rows give 1) is skipped.
 
     pip install imbalanced-learn
     python benchmarks/oversampling.py --seeds 10 --image-seeds 5 --out runs/oversampling.json
+    (--jobs 2: the draws in two single-thread processes side by side)
 
 Run by hand (2 CPU cores, nothing else running); results go to docs/BENCHMARKS.md.
 """
@@ -17,6 +18,7 @@ Run by hand (2 CPU cores, nothing else running); results go to docs/BENCHMARKS.m
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import time
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from jobs import run_units  # benchmarks/jobs.py
 from sklearn.datasets import load_breast_cancer, load_wine
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -89,50 +92,69 @@ def summarise(res: dict, args) -> dict:
     return table
 
 
+@functools.cache
+def cached_datasets() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return datasets()  # once per process
+
+
+def run_draw(dname: str, rate: float, seed: int, args, threads: int):
+    """One imbalanced draw of one dataset: (dname, rate, seed, minority training rows, {classifier: {method:
+    {score: value}}}), or the same with None when the draw leaves too few minority rows."""
+    torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore")
+    X, y = cached_datasets()[dname]
+    rng = np.random.default_rng(seed)
+    Xi, yi = imbalanced(X, y, rate, rng)
+    Xtr, Xte, ytr, yte = train_test_split(Xi, yi, test_size=0.3, stratify=yi, random_state=seed)
+    n_min = int(ytr.sum())
+    if n_min < 3:  # SMOTE, a tuned threshold (3-fold) and a model of the class all need a few rows
+        return dname, rate, seed, n_min, None
+    scores: dict = {}
+    for rname, sampler in resamplers(seed, n_min, args.steps).items():
+        t0 = time.perf_counter()
+        Xr, yr = (Xtr, ytr) if sampler in (None, "tune") else sampler.fit_resample(Xtr, ytr)
+        secs = time.perf_counter() - t0
+        for cname, make in classifiers(seed).items():
+            clf = make()
+            if sampler == "tune":  # the threshold that maximises F1 in 3-fold CV on the training rows
+                clf = TunedThresholdClassifierCV(clf, scoring="f1", cv=min(3, n_min), random_state=seed)
+            clf.fit(Xr, yr)
+            p = clf.predict_proba(Xte)[:, 1]
+            pred = clf.predict(Xte)
+            scores.setdefault(cname, {})[rname] = {
+                "f1": f1_score(yte, pred, zero_division=0), "pr_auc": average_precision_score(yte, p),
+                "bal_acc": balanced_accuracy_score(yte, pred), "resample_s": secs}
+    return dname, rate, seed, n_min, scores
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--image-seeds", type=int, default=None, help="seeds of the Fashion-MNIST pairs (default --seeds)")
     ap.add_argument("--steps", type=int, default=500, help="training steps of each genlab model")
     ap.add_argument("--datasets", default=None, help="comma-separated subset of the four (default: all)")
+    ap.add_argument("--jobs", type=int, default=1, help="draws run in this many processes of one thread each "
+                    "(1: one process of two threads)")
     ap.add_argument("--out", type=Path, default=Path("runs/oversampling.json"))
     args = ap.parse_args()
-    torch.set_num_threads(2)
     warnings.filterwarnings("ignore")
     res: dict = {}
-    for dname, (X, y) in datasets().items():
-        if args.datasets and dname not in args.datasets.split(","):
+    units = [(dname, rate, seed, args) for dname, (X, _) in cached_datasets().items()
+             if not args.datasets or dname in args.datasets.split(",")
+             for rate in (0.05, 0.01)
+             for seed in range(args.seeds if X.shape[1] < 100 else args.image_seeds or args.seeds)]
+    for dname, rate, seed, n_min, scores in run_units(run_draw, units, args.jobs):
+        if scores is None:
+            print(f"{dname} rate {rate} seed {seed}: {n_min} minority rows to train on, skipped")
             continue
-        for rate in (0.05, 0.01):
-            for seed in range(args.seeds if X.shape[1] < 100 else args.image_seeds or args.seeds):
-                rng = np.random.default_rng(seed)
-                Xi, yi = imbalanced(X, y, rate, rng)
-                Xtr, Xte, ytr, yte = train_test_split(Xi, yi, test_size=0.3, stratify=yi, random_state=seed)
-                n_min = int(ytr.sum())
-                if n_min < 3:  # SMOTE, a tuned threshold (3-fold) and a model of the class all need a few rows
-                    print(f"{dname} rate {rate} seed {seed}: {n_min} minority rows to train on, skipped")
-                    continue
-                for rname, sampler in resamplers(seed, n_min, args.steps).items():
-                    t0 = time.perf_counter()
-                    Xr, yr = (Xtr, ytr) if sampler in (None, "tune") else sampler.fit_resample(Xtr, ytr)
-                    secs = time.perf_counter() - t0
-                    for cname, make in classifiers(seed).items():
-                        clf = make()
-                        if sampler == "tune":  # the threshold that maximises F1 in 3-fold CV on the training rows
-                            clf = TunedThresholdClassifierCV(clf, scoring="f1", cv=min(3, n_min), random_state=seed)
-                        clf.fit(Xr, yr)
-                        p = clf.predict_proba(Xte)[:, 1]
-                        pred = clf.predict(Xte)
-                        r = res.setdefault(dname, {}).setdefault(str(rate), {}).setdefault(cname, {}) \
-                            .setdefault(rname, {"f1": [], "pr_auc": [], "bal_acc": [], "resample_s": []})
-                        r["f1"].append(f1_score(yte, pred, zero_division=0))
-                        r["pr_auc"].append(average_precision_score(yte, p))
-                        r["bal_acc"].append(balanced_accuracy_score(yte, pred))
-                        r["resample_s"].append(secs)
-                print(f"{dname} rate {rate} seed {seed} (train minority {n_min}): " + ", ".join(
-                    f"{k} {v['f1'][-1]:.2f}" for k, v in res[dname][str(rate)]["gradient boosting"].items()),
-                    flush=True)
-                summarise(res, args)
+        for cname, cr in scores.items():
+            for rname, vals in cr.items():
+                r = res.setdefault(dname, {}).setdefault(str(rate), {}).setdefault(cname, {}).setdefault(rname, {})
+                for k, v in vals.items():
+                    r.setdefault(k, []).append(float(v))
+        print(f"{dname} rate {rate} seed {seed} (train minority {n_min}): " + ", ".join(
+            f"{k} {v['f1']:.2f}" for k, v in scores["gradient boosting"].items()), flush=True)
+        summarise(res, args)
     table = summarise(res, args)
     for d, dr in table.items():
         for rt, rr in dr.items():

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from jobs import run_units  # benchmarks/jobs.py
 
 from genlab.apps.table_metrics import evaluate
 from genlab.apps.tabular import TabularSynthesizer, split_frame
@@ -139,18 +140,9 @@ def main() -> None:
                 r.setdefault(k, []).append(v)
         save(rows, args)
 
-    units = [(t, seed) for t in args.tables.split(",") for seed in range(args.seeds)]
-    if args.jobs <= 1:
-        for table, seed in units:
-            collect(*run_seed(table, seed, args, threads=2))
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(run_seed, t, seed, args, 1) for t, seed in units]
-            for f in as_completed(futures):
-                collect(*f.result())
+    units = [(t, seed, args) for t in args.tables.split(",") for seed in range(args.seeds)]
+    for table, out in run_units(run_seed, units, args.jobs):
+        collect(table, out)
     table_out = save({t: rows[t] for t in args.tables.split(",") if t in rows}, args)  # tables in the order asked
     for t, d in table_out.items():
         print(f"\n{t}\n| synthesizer | fidelity | column shapes | pair trends | TSTR: R² or macro-F1 (real: TRTR) | "
