@@ -39,6 +39,7 @@ SETTINGS = {
     "ns + minibatch std": ({"loss": "ns", "minibatch_std": True}, 1e-3, 1.0),
     # Metz et al. 2017: G's loss through 5 look-ahead D steps; the same iterations (each costs 6-7x, §44)
     "ns + unrolled 5": ({"loss": "ns", "unroll": 5}, 1e-3, 1.0),
+    "minimax + unrolled 5": ({"loss": "minimax", "unroll": 5}, 1e-3, 1.0),  # minimax collapses on the ring (§13)
 }
 # VEEGAN (Srivastava et al. 2017) Table 1 and PacGAN (Lin et al. 2018) Table 2: modes, % high quality
 PUBLISHED = {"gaussians8": {"GAN (VEEGAN)": "1.0 / 99.3%", "PacGAN4": "7.8 / 94.3%"},

@@ -69,7 +69,7 @@ class GANConfig:
     clip: float = 0.01  # wgan: weight clipping
     diffaugment: str = ""  # images: comma list of translation, cutout, color
     unroll: int = 0  # unrolled GAN (Metz et al. 2017): G's loss sees D after this many look-ahead steps (0: off)
-    unroll_lr: float = 0.01  # the size of each look-ahead step (plain gradient descent on D's loss)
+    unroll_lr: float = 1e-3  # each look-ahead step (plain gradient descent on D's loss); 1e-2 broke the ring (§44)
     ortho_reg: float = 0.0  # G's off-diagonal orthogonal regularisation (Brock et al. 2019 eq. 3; they use 1e-4)
 
     def __post_init__(self):
