@@ -37,7 +37,7 @@ SETTINGS = {
     "hinge + SN": ({"loss": "hinge", "spectral_norm": True}, 2e-4, 1.0),
     "ns + PacGAN4": ({"loss": "ns", "pac": 4}, 1e-3, 1.0),
     "ns + minibatch std": ({"loss": "ns", "minibatch_std": True}, 1e-3, 1.0),
-    # Metz et al. 2017: G's loss through 5 look-ahead D steps; the same iterations (each costs 6-7x, §44)
+    # Metz et al. 2017: G's loss through 5 look-ahead D steps; the same iterations (each costs 5-8x, §44)
     "ns + unrolled 5": ({"loss": "ns", "unroll": 5}, 1e-3, 1.0),
     "minimax + unrolled 5": ({"loss": "minimax", "unroll": 5}, 1e-3, 1.0),  # minimax collapses on the ring (§13)
 }
