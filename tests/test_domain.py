@@ -76,7 +76,7 @@ def moons(rotation_deg: float, n: int, seed: int):
     return (x - x.mean(0)) @ rot.T, y
 
 
-@pytest.mark.slow  # 30 s; docs/BENCHMARKS.md §34 measures the same over three seeds
+@pytest.mark.slow  # 30 s; docs/BENCHMARKS.md §34 measures the same over ten seeds
 def test_dann_recovers_accuracy_on_rotated_moons():
     """Source: two moons; target: the same rotated 35 degrees, unlabelled. Trained on the source alone the
     classifier loses the rotated tips; DANN aligns the two feature distributions and gets more of them right.
