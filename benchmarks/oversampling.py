@@ -9,8 +9,8 @@ balanced accuracy. Mean ± std. A draw that leaves fewer than 3 minority rows to
 majority rows give 1) is skipped.
 
     pip install imbalanced-learn
-    python benchmarks/oversampling.py --seeds 10 --image-seeds 5 --out runs/oversampling.json
-    (--jobs 2: the draws in two single-thread processes side by side)
+    python benchmarks/oversampling.py --seeds 10 --jobs 2 --out runs/oversampling.json
+    (--jobs 2: the draws in two single-thread processes side by side, same scores)
 
 Run by hand (2 CPU cores, nothing else running); results go to docs/BENCHMARKS.md.
 """
