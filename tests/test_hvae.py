@@ -93,6 +93,38 @@ def test_hvae_trains_on_digits_and_uses_its_groups(digits, tmp_path):
     assert rec < 0.5 * test.var(), rec
 
 
+def test_bn_readjust_averages_prior_batches_and_leaves_the_model_as_it_was(digits):
+    m = _model(digits)
+    with torch.no_grad():  # statistics unlike the prior path's, as after training on the posterior path
+        for cell in (mod for mod in m.modules() if type(mod).__name__ == "Cell"):
+            cell.body[-1].weight.normal_(0, 0.1)  # branches start at zero: open them, so the norms matter
+        for bn in (mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
+            bn.running_mean.fill_(3.0)
+            bn.running_var.fill_(9.0)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    bn, seen = m.cells[-1].body[0], {"batch_means": [], "at_sampling": None}
+
+    def hook(mod, inp):
+        if mod.training:
+            seen["batch_means"].append(inp[0].mean((0, 2, 3)))
+        else:
+            seen["at_sampling"] = mod.running_mean.clone()
+
+    handle = bn.register_forward_pre_hook(hook)
+    s = m.sample(300, seed=0, bn_readjust=3)
+    handle.remove()
+    assert len(seen["batch_means"]) == 3  # batches of 256
+    torch.testing.assert_close(seen["at_sampling"], torch.stack(seen["batch_means"]).mean(0))  # a plain average
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in before.items())  # stored statistics restored
+    plain = m.sample(300, seed=0)  # the same latent draws on the stored statistics
+    assert (s - plain).abs().mean() > 0.01  # the readjusted statistics were used (0 if they were not)
+    with torch.no_grad():  # and the stored ones no longer matter
+        for b in (mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)):
+            b.running_mean.zero_()
+            b.running_var.fill_(1.0)
+    torch.testing.assert_close(m.sample(300, seed=0, bn_readjust=3), s)
+
+
 def test_hvae_bad_inputs(digits):
     with pytest.raises(GenlabError, match="models image data"):
         genlab.create("hvae", genlab.load_dataset("moons"))
@@ -100,3 +132,5 @@ def test_hvae_bad_inputs(digits):
         genlab.create("hvae", digits, channels=(8, 8, 8))
     with pytest.raises(GenlabError, match="temperature.* must be a positive"):
         _model(digits).sample(2, temperature=0)
+    with pytest.raises(GenlabError, match="bn_readjust must be a whole number"):
+        _model(digits).sample(2, bn_readjust=-1)

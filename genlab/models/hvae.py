@@ -50,10 +50,15 @@ class HVAEConfig:
 @dataclass
 class HVAESampleOptions:
     temperature: float = 1.0  # scales every prior's std (NVAE samples at 0.6-0.9); 1: the model's own prior
+    # NVAE (Vahdat & Kautz 2020, Sec. 5): training gathers the batch-norm statistics on the posterior path; sampling
+    # runs the prior's. This many prior batches (at the temperature) re-estimate them first; 0 keeps the stored ones.
+    bn_readjust: int = 0  # prior batches that re-estimate the batch norms' statistics before sampling; 0: off
 
     def __post_init__(self):
         check(math.isfinite(self.temperature) and self.temperature > 0,
               f"temperature must be a positive number, got {self.temperature}")
+        check(isinstance(self.bn_readjust, int) and self.bn_readjust >= 0,
+              f"bn_readjust must be a whole number of batches >= 0, got {self.bn_readjust}")
 
 
 def gaussian_kl2(mu_q, logvar_q, mu_p, logvar_p) -> torch.Tensor:
@@ -205,12 +210,36 @@ class HVAE(GenerativeModel):
         """The decoder's mean with every group at its posterior mean."""
         return self._top_down(self._features(x), len(x), use_mean=True)[0].clamp(-1, 1)
 
+    def _prior_eps(self, n: int, g: torch.Generator) -> list[torch.Tensor]:
+        """Standard-normal draws for every group of n samples, coarse to fine."""
+        shapes = [(n, self.config.latent_channels, *self.h0.shape[1:])] * self.config.groups
+        shapes += [(n, self.config.latent_channels, 2 * self.h0.shape[1], 2 * self.h0.shape[2])] * self.config.groups
+        return [torch.randn(s, generator=g).to(self.device) for s in shapes]
+
     @torch.no_grad()
     @evaluating
     def _sample(self, n, *, seed, labels, options: HVAESampleOptions, progress):
-        """Ancestral sampling down the hierarchy from the priors (temperature scales their std); decoder means."""
+        """Ancestral sampling down the hierarchy from the priors (temperature scales their std); decoder means.
+        With bn_readjust the top-down batch norms first re-estimate their statistics on that many prior batches
+        (of min(n, 256) samples, in train mode, a cumulative average); the stored statistics are restored after."""
         g = generator(seed)
-        shapes = [(n, self.config.latent_channels, *self.h0.shape[1:])] * self.config.groups
-        shapes += [(n, self.config.latent_channels, 2 * self.h0.shape[1], 2 * self.h0.shape[2])] * self.config.groups
-        eps = [torch.randn(s, generator=g).to(self.device) for s in shapes]
-        return self._top_down(None, n, eps, options.temperature)[0], {}
+        eps = self._prior_eps(n, g)  # the same draws with and without bn_readjust
+        if not options.bn_readjust:
+            return self._top_down(None, n, eps, options.temperature)[0], {}
+        norms = [m for m in [*self.cells.modules(), *self.up2.modules()] if isinstance(m, nn.BatchNorm2d)]
+        saved = [(bn.momentum, {k: v.clone() for k, v in bn.state_dict().items()}) for bn in norms]
+        try:
+            for bn in norms:
+                bn.reset_running_stats()
+                bn.momentum = None  # the running statistics become the plain average over the batches
+                bn.train()
+            b = min(n, 256)
+            for _ in range(options.bn_readjust):
+                self._top_down(None, b, self._prior_eps(b, g), options.temperature)
+            for bn in norms:
+                bn.eval()
+            return self._top_down(None, n, eps, options.temperature)[0], {}
+        finally:
+            for bn, (momentum, state) in zip(norms, saved):
+                bn.momentum = momentum
+                bn.load_state_dict(state)
