@@ -1,24 +1,29 @@
 """One-class anomaly detection on Fashion-MNIST: for each of the 10 classes, train on that class's training images
 (6000) and score the whole test split (10000; the class's own 1000 test images are normal, the other 9000
 anomalies). ROC-AUC per class and its mean, for genlab's detectors (a convolutional VAE scored by reconstruction
-error and by its negative ELBO; a PixelCNN scored by its exact negative log-likelihood) beside scikit-learn's
-IsolationForest, LOF (novelty) and One-Class SVM and PyOD's ECOD, AutoEncoder and VAE on the same pixels in [0, 1].
+error and, the same trained VAE, by its negative ELBO; a PixelCNN scored by its exact negative log-likelihood)
+beside scikit-learn's IsolationForest, LOF (novelty) and One-Class SVM and PyOD's ECOD, AutoEncoder and VAE on
+the same pixels in [0, 1]. Mean ± std over seeds; LOF, the One-Class SVM and ECOD have no randomness and run
+once per class (std 0).
 
 It also looks for the failure of likelihoods that Nalisnick et al. (2019) found: a likelihood model may give
 *higher* likelihood to out-of-class images that are simpler (fewer inked pixels) than its own class. For each
 likelihood detector and training class, the out-of-class classes whose mean score is below the in-class mean
-(i.e. judged more normal than the normal images) are listed.
+(i.e. judged more normal than the normal images) are counted over the seeds.
 
     pip install pyod
-    python benchmarks/anomaly_images.py --minutes 1 --out runs/anomaly_images.json
+    python benchmarks/anomaly_images.py --seeds 0-9 --jobs 2 --out runs/anomaly_images.json
     python benchmarks/anomaly_images.py --merge runs/anomaly_images_a.json runs/anomaly_images_b.json  # parts
 
-Run by hand (2 CPU cores, nothing else running); results go to docs/BENCHMARKS.md.
+The training budgets are in steps (about one minute each at two threads on the machine of docs/BENCHMARKS.md),
+so the units (one class, one seed) may run side by side in single-thread processes (--jobs 2) and give the
+same scores as one process. Run by hand (2 CPU cores, nothing else running); results go to docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import time
@@ -27,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from jobs import run_units  # benchmarks/jobs.py
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor
@@ -35,99 +41,143 @@ from sklearn.svm import OneClassSVM
 from genlab.apps import AnomalyDetector
 from genlab.data.builtin import FASHION_CLASSES
 
+DETERMINISTIC = ("LOF (novelty)", "One-Class SVM", "ECOD (PyOD)")  # no seed: run once per class
+LIKELIHOODS = ("genlab vae (nll: -ELBO)", "genlab pixelcnn (nll)")
 
-def detectors(minutes: float, seed: int) -> dict:
-    """name -> (train uint8 images, test uint8 images) -> scores, higher = more anomalous."""
+
+def flat(a: np.ndarray) -> np.ndarray:
+    return a.reshape(len(a), -1).astype(np.float32) / 255
+
+
+def detectors(seed: int, vae_steps: int, pixelcnn_steps: int) -> dict:
+    """name -> (train uint8 images, test uint8 images) -> {name: scores}, higher = more anomalous."""
     from pyod.models.auto_encoder import AutoEncoder
     from pyod.models.ecod import ECOD
     from pyod.models.vae import VAE
 
-    flat = lambda a: a.reshape(len(a), -1).astype(np.float32) / 255
+    def sk(name, make):
+        return lambda a, b: {name: -make().fit(flat(a)).score_samples(flat(b))}
 
-    def sk(make):
-        return lambda a, b: -make().fit(flat(a)).score_samples(flat(b))
+    def pyod(name, make):
+        return lambda a, b: {name: make().fit(flat(a)).decision_function(flat(b))}
 
-    def pyod(make):
-        return lambda a, b: make().fit(flat(a)).decision_function(flat(b))
+    def vae(a, b):  # one trained VAE, scored both ways
+        det = AnomalyDetector(kind="vae", score="reconstruction", steps=vae_steps, random_state=seed).fit(a)
+        out = {"genlab vae (reconstruction)": det.decision_function(b)}
+        det.score_ = "nll"
+        return {**out, "genlab vae (nll: -ELBO)": det.decision_function(b)}
 
-    def genlab(**kw):
-        return lambda a, b: AnomalyDetector(minutes=minutes, random_state=seed, **kw).fit(a).decision_function(b)
+    def pixelcnn(a, b):
+        det = AnomalyDetector(kind="pixelcnn", steps=pixelcnn_steps, random_state=seed)
+        return {"genlab pixelcnn (nll)": det.fit(a).decision_function(b)}
 
-    return {
-        "genlab vae (reconstruction)": genlab(kind="vae"),
-        "genlab vae (nll: -ELBO)": genlab(kind="vae", score="nll"),
-        "genlab pixelcnn (nll)": genlab(kind="pixelcnn"),
-        "IsolationForest": sk(lambda: IsolationForest(random_state=seed)),
-        "LOF (novelty)": sk(lambda: LocalOutlierFactor(novelty=True)),
-        "One-Class SVM": sk(lambda: OneClassSVM(gamma="scale")),
-        "ECOD (PyOD)": pyod(lambda: ECOD()),
-        "AutoEncoder (PyOD)": pyod(lambda: AutoEncoder(random_state=seed, verbose=0)),
-        "VAE (PyOD)": pyod(lambda: VAE(random_state=seed, verbose=0)),
-    }
-
-
-LIKELIHOODS = ("genlab vae (nll: -ELBO)", "genlab pixelcnn (nll)")
+    return {"genlab vae": vae, "genlab pixelcnn": pixelcnn,
+            "IsolationForest": sk("IsolationForest", lambda: IsolationForest(random_state=seed)),
+            "LOF (novelty)": sk("LOF (novelty)", lambda: LocalOutlierFactor(novelty=True)),
+            "One-Class SVM": sk("One-Class SVM", lambda: OneClassSVM(gamma="scale")),
+            "ECOD (PyOD)": pyod("ECOD (PyOD)", lambda: ECOD()),
+            "AutoEncoder (PyOD)": pyod("AutoEncoder (PyOD)", lambda: AutoEncoder(random_state=seed, verbose=0)),
+            "VAE (PyOD)": pyod("VAE (PyOD)", lambda: VAE(random_state=seed, verbose=0))}
 
 
-def report(res: dict) -> None:
-    """The table (mean ROC-AUC and each class's) and the likelihood failures, from {detector: {...}}."""
-    names = list(res[next(iter(res))]["auc"])
-    print(f"\n| detector | mean ROC-AUC ({len(names)} classes) | " + " | ".join(names) + " |")
-    for k, v in res.items():
-        print(f"| {k} | {np.mean(list(v['auc'].values())):.3f} | " + " | ".join(f"{v['auc'][n]:.3f}" for n in names)
-              + " |")
-    for k in LIKELIHOODS:
-        if k in res:
-            print(f"\n{k}: out-of-class classes judged more normal than the class itself:")
-            for n, lst in res[k]["simpler_than_normal"].items():
-                print(f"  trained on {n}: {', '.join(lst) or '-'}")
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--minutes", type=float, default=2.0, help="training budget of each genlab detector")
-    ap.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=Path("runs/anomaly_images.json"))
-    ap.add_argument("--merge", type=Path, nargs="+", help="print the table of earlier runs' JSON files together "
-                    "(each with some of the classes), and train nothing")
-    args = ap.parse_args()
-    if args.merge:
-        res: dict = {}
-        for f in args.merge:
-            for k, v in json.loads(f.read_text())["detectors"].items():
-                r = res.setdefault(k, {"auc": {}, "seconds": {}, "simpler_than_normal": {}})
-                for part in r:
-                    r[part].update(v[part])
-        report(res)
-        return
-    torch.set_num_threads(2)
-    warnings.filterwarnings("ignore")
+@functools.cache
+def fashion() -> tuple[np.ndarray, ...]:
+    """Training and test images as uint8 (N, 28, 28) with their labels; once per process."""
     from genlab.data import load_dataset
 
     tr, te = load_dataset("fashion-mnist"), load_dataset("fashion-mnist", "test")
     to_u8 = lambda d: ((d.x[:, 0].numpy() + 1) * 127.5).round().astype(np.uint8)
-    xtr, ytr, xte, yte = to_u8(tr), tr.y.numpy(), to_u8(te), te.y.numpy()
-    res = {}
-    for c in map(int, args.classes.split(",")):
-        truth = (yte != c).astype(int)
-        for name, score in detectors(args.minutes, args.seed).items():
-            t0 = time.perf_counter()
-            s = np.asarray(score(xtr[ytr == c], xte), dtype=np.float64)
-            r = res.setdefault(name, {"auc": {}, "seconds": {}, "simpler_than_normal": {}})
-            r["auc"][FASHION_CLASSES[c]] = roc_auc_score(truth, s)
-            r["seconds"][FASHION_CLASSES[c]] = time.perf_counter() - t0
+    return to_u8(tr), tr.y.numpy(), to_u8(te), te.y.numpy()
+
+
+def run_unit(c: int, seed: int, with_deterministic: bool, args, threads: int) -> tuple[int, int, dict]:
+    """One class, one seed: (c, seed, {detector: {"auc", "seconds", "simpler_than_normal"}})."""
+    torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore")
+    xtr, ytr, xte, yte = fashion()
+    truth = (yte != c).astype(int)
+    out = {}
+    for name, score in detectors(seed, args.vae_steps, args.pixelcnn_steps).items():
+        if name in DETERMINISTIC and not with_deterministic:
+            continue
+        t0 = time.perf_counter()
+        for det, s in score(xtr[ytr == c], xte).items():
+            s = np.asarray(s, dtype=np.float64)
             inside = s[yte == c].mean()
-            r["simpler_than_normal"][FASHION_CLASSES[c]] = [
-                FASHION_CLASSES[k] for k in range(10) if k != c and s[yte == k].mean() < inside]
-            print(f"{FASHION_CLASSES[c]}: {name} ROC-AUC {r['auc'][FASHION_CLASSES[c]]:.3f} "
-                  f"({r['seconds'][FASHION_CLASSES[c]]:.0f} s)", flush=True)
-        summary = {"detectors": {k: {**v, "mean_auc": float(np.mean(list(v["auc"].values())))}
-                                 for k, v in res.items()},
-                   "minutes": args.minutes, "seed": args.seed, "machine": platform.processor() or platform.machine(),
-                   "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
+            out[det] = {"auc": roc_auc_score(truth, s), "seconds": time.perf_counter() - t0,
+                        "simpler_than_normal": [FASHION_CLASSES[k] for k in range(10)
+                                                if k != c and s[yte == k].mean() < inside]}
+    return c, seed, out
+
+
+def report(res: dict) -> None:
+    """The table (mean ± std over seeds of the 10-class mean ROC-AUC, and each class's mean) and the likelihood
+    failures, from {detector: {"auc": {class: {seed: auc}}, "simpler_than_normal": {class: {seed: [...]}}}}."""
+    names = [n for n in FASHION_CLASSES if n in res[next(iter(res))]["auc"]]
+    seeds = sorted({s for v in res.values() for per in v["auc"].values() for s in per}, key=int)
+    print(f"\n{len(seeds)} seeds ({', '.join(seeds)}); deterministic detectors once")
+    print(f"| detector | mean ROC-AUC ({len(names)} classes) | " + " | ".join(names) + " |")
+    for k, v in res.items():
+        done = [s for s in seeds if all(s in v["auc"][n] for n in names)]  # seeds with every class
+        means = [np.mean([v["auc"][n][s] for n in names]) for s in done]
+        cells = [f"{np.mean([v['auc'][n][s] for s in done]):.3f}" for n in names]
+        print(f"| {k} | {np.mean(means):.3f} ± {np.std(means):.3f} ({len(done)}) | " + " | ".join(cells) + " |")
+    for k in LIKELIHOODS:
+        if k in res:
+            print(f"\n{k}: out-of-class classes judged more normal than the class itself (seeds out of "
+                  f"{len(seeds)}):")
+            for n, per in res[k]["simpler_than_normal"].items():
+                counts = {m: sum(m in lst for lst in per.values()) for m in FASHION_CLASSES}
+                print(f"  trained on {n}: " + (", ".join(f"{m} {c}" for m, c in counts.items() if c) or "-"))
+
+
+def seed_list(text: str) -> list[int]:
+    """'0-9' or '0,3,5' -> the seeds."""
+    if "-" in text:
+        lo, hi = map(int, text.split("-"))
+        return list(range(lo, hi + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", default="0", help="'0-9' or a comma-separated list")
+    ap.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
+    ap.add_argument("--vae-steps", type=int, default=850, help="training steps of genlab's VAE")
+    ap.add_argument("--pixelcnn-steps", type=int, default=90, help="training steps of genlab's PixelCNN")
+    ap.add_argument("--jobs", type=int, default=1, help="units (class, seed) in this many processes of one "
+                    "thread each (1: one process of two threads)")
+    ap.add_argument("--no-deterministic", action="store_true", help="skip LOF, the One-Class SVM and ECOD "
+                    "(another part of the run has them)")
+    ap.add_argument("--out", type=Path, default=Path("runs/anomaly_images.json"))
+    ap.add_argument("--merge", type=Path, nargs="+", help="print the table of earlier runs' JSON files together "
+                    "(each with some of the classes or seeds), and train nothing")
+    args = ap.parse_args()
+    res: dict = {}
+    if args.merge:
+        for f in args.merge:
+            for k, v in json.loads(f.read_text())["detectors"].items():
+                r = res.setdefault(k, {})
+                for part, per_class in v.items():
+                    for n, per_seed in per_class.items():
+                        r.setdefault(part, {}).setdefault(n, {}).update(per_seed)
+        report(res)
+        return
+    warnings.filterwarnings("ignore")
+    seeds = seed_list(args.seeds)
+    units = [(c, s, s == seeds[0] and not args.no_deterministic, args)
+             for s in seeds for c in map(int, args.classes.split(","))]
+    for c, seed, out in run_units(run_unit, units, args.jobs):
+        for det, v in out.items():
+            for part, val in v.items():
+                res.setdefault(det, {}).setdefault(part, {}).setdefault(FASHION_CLASSES[c], {})[str(seed)] = val
+        print(f"{FASHION_CLASSES[c]}, seed {seed}: " + ", ".join(f"{k} {v['auc']:.3f}" for k, v in out.items()),
+              flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(summary, indent=1))  # after every class: a kill keeps what is done
+        args.out.write_text(json.dumps({  # after every unit: a kill keeps what is done
+            "detectors": res, "vae_steps": args.vae_steps, "pixelcnn_steps": args.pixelcnn_steps,
+            "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d")}, indent=1))
     report(res)
 
 
