@@ -8,6 +8,9 @@ processes than as one process of two threads (§29: 32 minutes for ten seeds aga
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -19,7 +22,19 @@ def run_units(fn: Callable, units: Iterable[tuple], jobs: int, threads_alone: in
         for unit in units:
             yield fn(*unit, threads_alone)
         return
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_exit_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(fn, *unit, 1) for unit in units]
         for f in as_completed(futures):
             yield f.result()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In each worker: exit when the benchmark that started it is gone (killed), instead of running on."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
