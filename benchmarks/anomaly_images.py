@@ -116,12 +116,16 @@ def report(res: dict) -> None:
     names = [n for n in FASHION_CLASSES if n in res[next(iter(res))]["auc"]]
     seeds = sorted({s for v in res.values() for per in v["auc"].values() for s in per}, key=int)
     print(f"\n{len(seeds)} seeds ({', '.join(seeds)}); deterministic detectors once")
-    print(f"| detector | mean ROC-AUC ({len(names)} classes) | " + " | ".join(names) + " |")
+    print("seconds: fit on one class and score the test split, mean over classes and seeds (one thread with "
+          "--jobs 2, two without)")
+    print(f"| detector | mean ROC-AUC ({len(names)} classes) | " + " | ".join(names) + " | seconds |")
     for k, v in res.items():
         done = [s for s in seeds if all(s in v["auc"][n] for n in names)]  # seeds with every class
         means = [np.mean([v["auc"][n][s] for n in names]) for s in done]
         cells = [f"{np.mean([v['auc'][n][s] for s in done]):.3f}" for n in names]
-        print(f"| {k} | {np.mean(means):.3f} ± {np.std(means):.3f} ({len(done)}) | " + " | ".join(cells) + " |")
+        secs = np.mean([t for per in v["seconds"].values() for t in per.values()])  # fit + score, one class
+        print(f"| {k} | {np.mean(means):.3f} ± {np.std(means):.3f} ({len(done)}) | " + " | ".join(cells)
+              + f" | {secs:.1f} |")
     for k in LIKELIHOODS:
         if k in res:
             print(f"\n{k}: out-of-class classes judged more normal than the class itself (seeds out of "
