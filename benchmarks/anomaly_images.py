@@ -15,6 +15,13 @@ likelihood detector and training class, the out-of-class classes whose mean scor
     python benchmarks/anomaly_images.py --seeds 0-9 --jobs 2 --out runs/anomaly_images.json
     python benchmarks/anomaly_images.py --merge runs/anomaly_images_a.json runs/anomaly_images_b.json  # parts
 
+Why PyOD's VAE is ahead of genlab's: `--detectors` runs variants that change one thing at a time (PyOD's VAE with
+its KL term on; genlab's VAE with an MLP; genlab's VAE on per-pixel standardised pixels, as PyOD preprocesses;
+no model at all, the distance to the class mean in those standardised pixels):
+
+    python benchmarks/anomaly_images.py --seeds 0-2 --jobs 2 --out runs/anomaly_images_why.json \
+        --detectors "VAE (PyOD) with KL,genlab vae mlp,genlab vae on standardised pixels,distance to the mean"
+
 The training budgets are in steps (about one minute each at two threads on the machine of docs/BENCHMARKS.md),
 so the units (one class, one seed) may run side by side in single-thread processes (--jobs 2) and give the
 same scores as one process. Run by hand (2 CPU cores, nothing else running); results go to docs/BENCHMARKS.md.
@@ -41,7 +48,9 @@ from sklearn.svm import OneClassSVM
 from genlab.apps import AnomalyDetector
 from genlab.data.builtin import FASHION_CLASSES
 
-DETERMINISTIC = ("LOF (novelty)", "One-Class SVM", "ECOD (PyOD)")  # no seed: run once per class
+DETERMINISTIC = ("LOF (novelty)", "One-Class SVM", "ECOD (PyOD)", "distance to the mean")  # no seed: run once
+MAIN = ("genlab vae", "genlab pixelcnn", "IsolationForest", "LOF (novelty)", "One-Class SVM", "ECOD (PyOD)",
+        "AutoEncoder (PyOD)", "VAE (PyOD)")  # the table; the others take apart the gap between the two VAEs
 LIKELIHOODS = ("genlab vae (nll: -ELBO)", "genlab pixelcnn (nll)")
 
 
@@ -67,6 +76,19 @@ def detectors(seed: int, vae_steps: int, pixelcnn_steps: int) -> dict:
         det.score_ = "nll"
         return {**out, "genlab vae (nll: -ELBO)": det.decision_function(b)}
 
+    def vae_variant(name, rows, **options):  # rows: flattened pixels, standardised per pixel as PyOD does
+        def fit_score(a, b):
+            a, b = (flat(a), flat(b)) if rows else (a, b)
+            det = AnomalyDetector(kind="vae", score="reconstruction", steps=vae_steps, options=options,
+                                  random_state=seed).fit(a)
+            return {name: det.decision_function(b)}
+        return fit_score
+
+    def distance_to_mean(a, b):  # no model: how far each image is from the class's mean, per-pixel z-scores
+        a, b = flat(a), flat(b)
+        mean, std = a.mean(0), a.std(0)
+        return {"distance to the class mean (standardised pixels)": np.linalg.norm((b - mean) / (std + 1e-8), axis=1)}
+
     def pixelcnn(a, b):
         det = AnomalyDetector(kind="pixelcnn", steps=pixelcnn_steps, random_state=seed)
         return {"genlab pixelcnn (nll)": det.fit(a).decision_function(b)}
@@ -77,7 +99,15 @@ def detectors(seed: int, vae_steps: int, pixelcnn_steps: int) -> dict:
             "One-Class SVM": sk("One-Class SVM", lambda: OneClassSVM(gamma="scale")),
             "ECOD (PyOD)": pyod("ECOD (PyOD)", lambda: ECOD()),
             "AutoEncoder (PyOD)": pyod("AutoEncoder (PyOD)", lambda: AutoEncoder(random_state=seed, verbose=0)),
-            "VAE (PyOD)": pyod("VAE (PyOD)", lambda: VAE(random_state=seed, verbose=0))}
+            "VAE (PyOD)": pyod("VAE (PyOD)", lambda: VAE(random_state=seed, verbose=0)),
+            # PyOD's VAE clamps its KL term to [0, capacity], and capacity defaults to 0: without KL it trains as
+            # an autoencoder with a noisy code. A capacity above any KL turns the KL term on.
+            "VAE (PyOD) with KL": pyod("VAE (PyOD), capacity=1e9: KL on",
+                                      lambda: VAE(random_state=seed, verbose=0, capacity=1e9)),
+            "genlab vae mlp": vae_variant("genlab vae, mlp (reconstruction)", rows=False, arch="mlp"),
+            "genlab vae on standardised pixels": vae_variant("genlab vae on standardised pixels, mlp (reconstruction)",
+                                                           rows=True),
+            "distance to the mean": distance_to_mean}
 
 
 @functools.cache
@@ -98,7 +128,7 @@ def run_unit(c: int, seed: int, with_deterministic: bool, args, threads: int) ->
     truth = (yte != c).astype(int)
     out = {}
     for name, score in detectors(seed, args.vae_steps, args.pixelcnn_steps).items():
-        if name in DETERMINISTIC and not with_deterministic:
+        if name not in args.detectors or name in DETERMINISTIC and not with_deterministic:
             continue
         t0 = time.perf_counter()
         for det, s in score(xtr[ytr == c], xte).items():
@@ -151,8 +181,11 @@ def main() -> None:
     ap.add_argument("--pixelcnn-steps", type=int, default=90, help="training steps of genlab's PixelCNN")
     ap.add_argument("--jobs", type=int, default=1, help="units (class, seed) in this many processes of one "
                     "thread each (1: one process of two threads)")
-    ap.add_argument("--no-deterministic", action="store_true", help="skip LOF, the One-Class SVM and ECOD "
-                    "(another part of the run has them)")
+    ap.add_argument("--detectors", type=lambda t: t.split(","), default=MAIN, help="comma-separated names "
+                    "(default: the table's); the others, which take apart the gap between genlab's VAE and PyOD's: "
+                    "VAE (PyOD) with KL, genlab vae mlp, genlab vae on standardised pixels, distance to the mean")
+    ap.add_argument("--no-deterministic", action="store_true", help="skip the detectors without randomness "
+                    "(LOF, the One-Class SVM, ECOD, the distance to the mean: another part of the run has them)")
     ap.add_argument("--out", type=Path, default=Path("runs/anomaly_images.json"))
     ap.add_argument("--merge", type=Path, nargs="+", help="print the table of earlier runs' JSON files together "
                     "(each with some of the classes or seeds), and train nothing")
@@ -167,6 +200,9 @@ def main() -> None:
                         r.setdefault(part, {}).setdefault(n, {}).update(per_seed)
         report(res)
         return
+    known = detectors(0, 0, 0)
+    if unknown := [d for d in args.detectors if d not in known]:
+        ap.error(f"unknown detector(s) {', '.join(unknown)}: choose from {', '.join(known)}")
     warnings.filterwarnings("ignore")
     seeds = seed_list(args.seeds)
     units = [(c, s, s == seeds[0] and not args.no_deterministic, args)
