@@ -55,7 +55,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--n", type=int, default=2500)
     ap.add_argument("--out", type=Path, default=Path("runs/gan_modes"))
-    ap.add_argument("--figures", type=Path, default=None, help="scatter of seed 0's samples per setting")
+    ap.add_argument("--figures", type=Path, default=None, help="scatter of one seed's samples per setting")
+    ap.add_argument("--figure-seed", type=int, default=0, help="the seed whose samples --figures draws")
     ap.add_argument("--opts", type=json.loads, default={}, help='more model options as JSON, e.g. \'{"r1": 0.1}\'')
     ap.add_argument("--train", type=json.loads, default={}, help='more training options as JSON, e.g. '
                     '\'{"min_lr_ratio": 0.01}\'')
@@ -100,10 +101,11 @@ def main() -> None:
                                  "seed": seed, "iterations": steps, "lr": kw["lr"], "modes": m["modes"],
                                  "high_quality": m["high_quality"], "seconds": seconds})
                     print(json.dumps(rows[-1]), flush=True)
-                    if seed == 0 and args.figures:
-                        stem = f"{name}_{run.name.split('-', 1)[1][:-2]}" + ("_drs" if drs is not None else "")
+                    if seed == args.figure_seed and args.figures:
+                        stem = f"{name}_{setting.replace(' ', '')}" + (f"_seed{seed}" if seed else "")
+                        stem += "_drs" if drs is not None else ""
                         save_scatter(s, trained.spec, args.figures / f"{stem}.png", reference=data.x[: args.n],
-                                     title=f"{rows[-1]['setting']}, seed 0")
+                                     title=f"{rows[-1]['setting']}, seed {seed}")
     table(rows)
 
 
