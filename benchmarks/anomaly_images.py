@@ -15,12 +15,14 @@ likelihood detector and training class, the out-of-class classes whose mean scor
     python benchmarks/anomaly_images.py --seeds 0-9 --jobs 2 --out runs/anomaly_images.json
     python benchmarks/anomaly_images.py --merge runs/anomaly_images_a.json runs/anomaly_images_b.json  # parts
 
-Why PyOD's VAE is ahead of genlab's: `--detectors` runs variants that change one thing at a time (PyOD's VAE with
-its KL term on; genlab's VAE with an MLP; genlab's VAE on per-pixel standardised pixels, as PyOD preprocesses;
-no model at all, the distance to the class mean in those standardised pixels):
+Why PyOD's VAE is ahead of genlab's: `--detectors` runs variants (PyOD's VAE with its KL term on, and on pixels
+in [0, 1] without its per-pixel standardisation; genlab's VAE with an MLP, and on the flattened pixels, which it
+standardises per column; no model at all, the distance to the class mean in standardised pixels):
 
     python benchmarks/anomaly_images.py --seeds 0-2 --jobs 2 --out runs/anomaly_images_why.json \
         --detectors "VAE (PyOD) with KL,genlab vae mlp,genlab vae on standardised pixels,distance to the mean"
+    python benchmarks/anomaly_images.py --seeds 0-2 --jobs 2 --out runs/anomaly_images_why2.json \
+        --detectors "VAE (PyOD) on raw pixels"
 
 The training budgets are in steps (about one minute each at two threads on the machine of docs/BENCHMARKS.md),
 so the units (one class, one seed) may run side by side in single-thread processes (--jobs 2) and give the
@@ -104,6 +106,8 @@ def detectors(seed: int, vae_steps: int, pixelcnn_steps: int) -> dict:
             # an autoencoder with a noisy code. A capacity above any KL turns the KL term on.
             "VAE (PyOD) with KL": pyod("VAE (PyOD), capacity=1e9: KL on",
                                       lambda: VAE(random_state=seed, verbose=0, capacity=1e9)),
+            "VAE (PyOD) on raw pixels": pyod("VAE (PyOD), preprocessing=False: pixels in [0, 1]",
+                                             lambda: VAE(random_state=seed, verbose=0, preprocessing=False)),
             "genlab vae mlp": vae_variant("genlab vae, mlp (reconstruction)", rows=False, arch="mlp"),
             "genlab vae on standardised pixels": vae_variant("genlab vae on standardised pixels, mlp (reconstruction)",
                                                            rows=True),
@@ -181,9 +185,11 @@ def main() -> None:
     ap.add_argument("--pixelcnn-steps", type=int, default=90, help="training steps of genlab's PixelCNN")
     ap.add_argument("--jobs", type=int, default=1, help="units (class, seed) in this many processes of one "
                     "thread each (1: one process of two threads)")
-    ap.add_argument("--detectors", type=lambda t: t.split(","), default=MAIN, help="comma-separated names "
-                    "(default: the table's); the others, which take apart the gap between genlab's VAE and PyOD's: "
-                    "VAE (PyOD) with KL, genlab vae mlp, genlab vae on standardised pixels, distance to the mean")
+    ap.add_argument("--detectors", type=lambda t: [d.strip() for d in t.split(",")], default=MAIN,
+                    help="comma-separated names (default: the table's); the others, which take apart the gap "
+                    "between genlab's VAE and PyOD's: "
+                    "VAE (PyOD) with KL, VAE (PyOD) on raw pixels, genlab vae mlp, genlab vae on standardised pixels, "
+                    "distance to the mean")
     ap.add_argument("--no-deterministic", action="store_true", help="skip the detectors without randomness "
                     "(LOF, the One-Class SVM, ECOD, the distance to the mean: another part of the run has them)")
     ap.add_argument("--out", type=Path, default=Path("runs/anomaly_images.json"))
@@ -207,6 +213,8 @@ def main() -> None:
     seeds = seed_list(args.seeds)
     units = [(c, s, s == seeds[0] and not args.no_deterministic, args)
              for s in seeds for c in map(int, args.classes.split(","))]
+    if args.no_deterministic and all(d in DETERMINISTIC for d in args.detectors):
+        ap.error("--no-deterministic skips every detector chosen: nothing would run")
     for c, seed, out in run_units(run_unit, units, args.jobs):
         for det, v in out.items():
             for part, val in v.items():

@@ -9,7 +9,8 @@ to 10%, EMA of G; the learning rate per loss as listed in SETTINGS. Run by hand 
         > runs/gan_modes_gaussians25.log
     python benchmarks/gan_modes.py --report runs/gan_modes_*.log    # one table from the JSON lines of both
 
---drs 80 95 adds rows for the same runs sampled with discriminator rejection sampling; --reuse scores runs
+--figures draws the samples of seed 0 (--figure-seed N: of seed N) per setting. --drs 80 95 adds rows for the
+same runs sampled with discriminator rejection sampling; --reuse scores runs
 already in --out instead of training them; --opts / --train add model / training options (JSON).
 """
 
@@ -65,6 +66,9 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="score the runs already in --out instead of training")
     ap.add_argument("--report", type=Path, nargs="+", default=None, help="only print the table of these logs")
     args = ap.parse_args()
+    if args.figures and not args.start_seed <= args.figure_seed < args.start_seed + args.seeds:
+        ap.error(f"--figure-seed {args.figure_seed} is not among the seeds run "
+                 f"({args.start_seed}..{args.start_seed + args.seeds - 1})")
     if args.report:
         rows = [json.loads(line) for f in args.report for line in f.read_text().splitlines() if line.startswith("{")]
         return table(rows)
