@@ -57,7 +57,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2500)
     ap.add_argument("--out", type=Path, default=Path("runs/gan_modes"))
     ap.add_argument("--figures", type=Path, default=None, help="scatter of one seed's samples per setting")
-    ap.add_argument("--figure-seed", type=int, default=0, help="the seed whose samples --figures draws")
+    ap.add_argument("--figure-seed", type=int, default=None, help="the seed whose samples --figures draws (0)")
     ap.add_argument("--opts", type=json.loads, default={}, help='more model options as JSON, e.g. \'{"r1": 0.1}\'')
     ap.add_argument("--train", type=json.loads, default={}, help='more training options as JSON, e.g. '
                     '\'{"min_lr_ratio": 0.01}\'')
@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="score the runs already in --out instead of training")
     ap.add_argument("--report", type=Path, nargs="+", default=None, help="only print the table of these logs")
     args = ap.parse_args()
-    if args.figures and not args.start_seed <= args.figure_seed < args.start_seed + args.seeds:
+    if args.figure_seed is not None and not args.start_seed <= args.figure_seed < args.start_seed + args.seeds:
         ap.error(f"--figure-seed {args.figure_seed} is not among the seeds run "
                  f"({args.start_seed}..{args.start_seed + args.seeds - 1})")
     if args.report:
@@ -105,7 +105,7 @@ def main() -> None:
                                  "seed": seed, "iterations": steps, "lr": kw["lr"], "modes": m["modes"],
                                  "high_quality": m["high_quality"], "seconds": seconds})
                     print(json.dumps(rows[-1]), flush=True)
-                    if seed == args.figure_seed and args.figures:
+                    if seed == (args.figure_seed or 0) and args.figures:
                         stem = f"{name}_{setting.replace(' ', '')}" + (f"_seed{seed}" if seed else "")
                         stem += "_drs" if drs is not None else ""
                         save_scatter(s, trained.spec, args.figures / f"{stem}.png", reference=data.x[: args.n],
