@@ -179,7 +179,8 @@ def seed_list(text: str) -> list[int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", default="0", help="'0-9' or a comma-separated list")
+    ap.add_argument("--seeds", default=None, help="'0-9' or a comma-separated list (default 0; with --merge: "
+                    "only these seeds of the files)")
     ap.add_argument("--classes", default="0,1,2,3,4,5,6,7,8,9")
     ap.add_argument("--vae-steps", type=int, default=850, help="training steps of genlab's VAE")
     ap.add_argument("--pixelcnn-steps", type=int, default=90, help="training steps of genlab's PixelCNN")
@@ -203,14 +204,16 @@ def main() -> None:
                 r = res.setdefault(k, {})
                 for part, per_class in v.items():
                     for n, per_seed in per_class.items():
-                        r.setdefault(part, {}).setdefault(n, {}).update(per_seed)
+                        keep = per_seed if args.seeds is None else {
+                            k: v for k, v in per_seed.items() if int(k) in seed_list(args.seeds)}
+                        r.setdefault(part, {}).setdefault(n, {}).update(keep)
         report(res)
         return
     known = detectors(0, 0, 0)
     if unknown := [d for d in args.detectors if d not in known]:
         ap.error(f"unknown detector(s) {', '.join(unknown)}: choose from {', '.join(known)}")
     warnings.filterwarnings("ignore")
-    seeds = seed_list(args.seeds)
+    seeds = seed_list(args.seeds or "0")
     units = [(c, s, s == seeds[0] and not args.no_deterministic, args)
              for s in seeds for c in map(int, args.classes.split(","))]
     if args.no_deterministic and all(d in DETERMINISTIC for d in args.detectors):
