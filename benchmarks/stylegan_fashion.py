@@ -3,6 +3,12 @@ equal wall-clock budget; then the truncation trick's quality/variety trade-off (
 the progressive run. Run by hand (about 3 x MINUTES + 5 minutes):
 
     python benchmarks/stylegan_fashion.py --minutes 8 --out runs/stylegan_fashion --figures docs/img/stylegan
+
+or at an equal number of full-resolution iterations instead of equal wall clock: --full-res-steps F trains the DCGAN
+and the fixed-resolution StyleGAN for F iterations, and the progressive one for the 4 x grow_steps iterations its
+schedule spends below 28x28 (with alpha < 1) plus the same F; each row reports its training seconds:
+
+    python benchmarks/stylegan_fashion.py --full-res-steps 800 --grow-steps 100 --out runs/stylegan_equal
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ def slug(name: str) -> str:
 
 def measure(name: str, x: torch.Tensor, extra: dict) -> dict:
     res = evaluate_samples(x, "fashion-mnist", METRICS)["metrics"]
-    row = {"model": name, "n": len(x), **extra, **{k: round(v, 4) for k, v in res.items()}}
+    row = {"model": name, "n": len(x), **extra, **{k: v if v is None else round(v, 4) for k, v in res.items()}}
     print(json.dumps(row), flush=True)
     return row
 
@@ -41,6 +47,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=8.0, help="training budget of each model")
     ap.add_argument("--settings", nargs="+", default=list(SETTINGS))
     ap.add_argument("--grow-steps", type=int, default=None, help="the progressive run's iterations per phase")
+    ap.add_argument("--full-res-steps", type=int, default=None,
+                    help="instead of --minutes: iterations at full resolution for every model")
     ap.add_argument("--psi", type=float, nargs="+", default=[1.0, 0.8, 0.6, 0.4])
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--out", type=Path, default=Path("runs/stylegan_fashion"))
@@ -57,15 +65,21 @@ def main() -> None:
         run = args.out / slug(setting)
         if not args.reuse:
             torch.manual_seed(0)
-            genlab.train(genlab.create(kind, data, **opts), data, minutes=args.minutes, out=run, seed=0,
-                         progress=False)
+            model = genlab.create(kind, data, **opts)
+            if args.full_res_steps:  # the schedule reaches the top level at alpha = 1 after 2 x top x grow_steps
+                grows = kind == "stylegan" and model.config.progressive
+                below = 2 * model.top * model.config.grow_steps if grows else 0
+                budget = {"steps": below + args.full_res_steps}
+            else:
+                budget = {"minutes": args.minutes}
+            genlab.train(model, data, **budget, out=run, seed=0, progress=False)
         state = json.loads((run / "checkpoint" / "state.json").read_text())
         model = genlab.load(run)
         psis = args.psi if kind == "stylegan" else [1.0]
         for psi in psis:
             x = draw_samples(model, args.n, seed=0, **({"psi": psi} if kind == "stylegan" else {})).x
             rows.append(measure(setting + (f", psi {psi}" if psi != 1.0 else ""), x,
-                                {"iterations": state["step"], "psi": psi,
+                                {"iterations": state["step"], "seconds": round(state["elapsed"], 1), "psi": psi,
                                  "params_G": sum(p.numel() for p in model.G.parameters())}))
             if args.figures:
                 save_grid(x[:64], model.spec, args.figures / f"{slug(setting)}-psi{psi}.png", nrow=8)
@@ -77,11 +91,11 @@ def main() -> None:
             grid = torch.stack(rows_img, 1).reshape(-1, *model.spec.shape)  # row i: sample i, crossover 0..n_ws
             save_grid(grid, model.spec, args.figures / "mixing.png", nrow=model.G.n_ws + 1)
         (args.out / "result.json").write_text(json.dumps(rows, indent=1))
-    print("\n| model | iterations | G parameters | FID | KID | precision | recall | sharpness ×10³ |\n"
-          "|---|---|---|---|---|---|---|---|")
+    print("\n| model | iterations | training s | G parameters | FID | KID | precision | recall | sharpness ×10³ |\n"
+          "|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['iterations']} | {r['params_G']:,} | {r['fid']:.1f} | {r['kid']:.3f} | "
-              f"{r['precision']:.3f} | {r['recall']:.3f} | {1000 * r['sharpness']:.1f} |")
+        print(f"| {r['model']} | {r['iterations']} | {r['seconds']:.0f} | {r['params_G']:,} | {r['fid']:.1f} | "
+              f"{r['kid']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | {1000 * r['sharpness']:.1f} |")
 
 
 if __name__ == "__main__":
