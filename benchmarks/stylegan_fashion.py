@@ -72,7 +72,7 @@ def main() -> None:
                 budget = {"steps": below + args.full_res_steps}
             else:
                 budget = {"minutes": args.minutes}
-            genlab.train(model, data, **budget, out=run, seed=0, progress=False)
+            genlab.train(model, data, **budget, out=run, overwrite=True, seed=0, progress=False)
         state = json.loads((run / "checkpoint" / "state.json").read_text())
         model = genlab.load(run)
         psis = args.psi if kind == "stylegan" else [1.0]
