@@ -50,18 +50,19 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/gan_fashion"))
     ap.add_argument("--reuse", action="store_true", help="evaluate existing runs instead of training")
     ap.add_argument("--figures", type=Path, default=None)
+    ap.add_argument("--seed", type=int, default=0, help="seeds the initialisation, the training and the samples")
     args = ap.parse_args()
     data = genlab.load_dataset("fashion-mnist")
     rows = []
     for setting in args.settings:
         run = args.out / setting.replace(" + ", "-").replace(", ", "-").replace(" ", "")
         if not args.reuse:
-            torch.manual_seed(0)
+            torch.manual_seed(args.seed)
             model = genlab.create("gan", data, **SETTINGS[setting])
-            genlab.train(model, data, minutes=args.minutes, out=run, seed=0, progress=False)
+            genlab.train(model, data, minutes=args.minutes, out=run, seed=args.seed, progress=False)
         state = json.loads((run / "checkpoint" / "state.json").read_text())
         model = genlab.load(run)
-        s = draw_samples(model, args.n, seed=0)
+        s = draw_samples(model, args.n, seed=args.seed)
         x, labels = s.x, s.labels
         rows.append(measure(f"GAN {setting}", x, labels, {"iterations": state["step"],
                                                           "params_G": sum(p.numel() for p in model.G.parameters())}))
