@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/stylegan_fashion"))
     ap.add_argument("--reuse", action="store_true", help="evaluate existing runs instead of training")
     ap.add_argument("--figures", type=Path, default=None)
+    ap.add_argument("--seed", type=int, default=0, help="seeds the initialisation, the training and the samples")
     args = ap.parse_args()
     data = genlab.load_dataset("fashion-mnist")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -64,7 +65,7 @@ def main() -> None:
             opts = {**opts, "grow_steps": args.grow_steps}
         run = args.out / slug(setting)
         if not args.reuse:
-            torch.manual_seed(0)
+            torch.manual_seed(args.seed)
             model = genlab.create(kind, data, **opts)
             if args.full_res_steps:  # the schedule reaches the top level at alpha = 1 after 2 x top x grow_steps
                 grows = kind == "stylegan" and model.config.progressive
@@ -72,12 +73,12 @@ def main() -> None:
                 budget = {"steps": below + args.full_res_steps}
             else:
                 budget = {"minutes": args.minutes}
-            genlab.train(model, data, **budget, out=run, overwrite=True, seed=0, progress=False)
+            genlab.train(model, data, **budget, out=run, overwrite=True, seed=args.seed, progress=False)
         state = json.loads((run / "checkpoint" / "state.json").read_text())
         model = genlab.load(run)
         psis = args.psi if kind == "stylegan" else [1.0]
         for psi in psis:
-            x = draw_samples(model, args.n, seed=0, **({"psi": psi} if kind == "stylegan" else {})).x
+            x = draw_samples(model, args.n, seed=args.seed, **({"psi": psi} if kind == "stylegan" else {})).x
             rows.append(measure(setting + (f", psi {psi}" if psi != 1.0 else ""), x,
                                 {"iterations": state["step"], "seconds": round(state["elapsed"], 1), "psi": psi,
                                  "params_G": sum(p.numel() for p in model.G.parameters())}))
