@@ -8,7 +8,8 @@
 2. Equal wall clock (`--part wall`): the U-Net ddpm for --minutes each in fp32 and in bf16 (seed 0), then FID/KID
    of 1,000 samples with 50 DDIM steps.
 
-Runs are kept under --out and reused, so a stopped benchmark goes on where it was.
+Runs are kept under --out and reused, so a stopped benchmark goes on where it was; the summary table and
+steps.json cover every scored run under --out, so separate invocations (--seeds, --precisions) add up.
 
     python benchmarks/precision_quality.py --part steps
     python benchmarks/precision_quality.py --part wall --minutes 10
@@ -68,29 +69,47 @@ def score(run: Path, ev: dict, precision: str) -> dict:
     return out
 
 
-def part_steps(root: Path, models: list[str], seeds: list[int]) -> None:
-    results: dict = {}
+def part_steps(root: Path, models: list[str], seeds: list[int], precisions: list[str]) -> None:
     for name in models:
         kind, opts, train_opts, ev = MODELS[name]
         for seed in seeds:
-            for precision in ("fp32", "bf16"):  # alternating
+            for precision in precisions:  # alternating
                 run = trained(root / f"{name}-{precision}-s{seed}", kind, opts, train_opts, precision, seed)
                 r = score(run, ev, precision)
-                results.setdefault(name, {}).setdefault(precision, []).append(r)
                 print(f"{name} seed {seed} {precision}: {r}", flush=True)
+    summarise(root)
+
+
+def summarise(root: Path) -> None:
+    """Table and steps.json over every scored run under root, so separate invocations add up."""
+    results: dict = {}
+    for name, (_, _, _, ev) in MODELS.items():
+        for precision in ("fp32", "bf16"):
+            for seed in range(100):
+                saved = root / f"{name}-{precision}-s{seed}" / f"quality-{'+'.join(ev['metrics'])}.json"
+                if saved.is_file():
+                    r = {"seed": seed, **json.loads(saved.read_text())}
+                    results.setdefault(name, {}).setdefault(precision, []).append(r)
+
+    (root / "steps.json").write_text(json.dumps(results, indent=2))
+
+    def mean_sd(xs: list[float]) -> str:
+        if not xs:
+            return "—"
+        return f"{statistics.mean(xs):.4g} ± {statistics.stdev(xs) if len(xs) > 1 else float('nan'):.2g} (n={len(xs)})"
+
     print("\n| model | metric | fp32 (mean ± sd over seeds) | bf16 | difference / sd(fp32) | train s fp32 -> bf16 |")
     print("|---|---|---|---|---|---|")
     for name, per in results.items():
-        for metric in [k for k in per["fp32"][0] if k not in ("train_seconds", "steps")]:
-            a = [r[metric] for r in per["fp32"]]
-            b = [r[metric] for r in per["bf16"]]
+        a_runs, b_runs = per.get("fp32", []), per.get("bf16", [])
+        for metric in [k for k in (a_runs or b_runs)[0] if k not in ("seed", "train_seconds", "steps")]:
+            a = [r[metric] for r in a_runs]
+            b = [r[metric] for r in b_runs]
             sd = statistics.stdev(a) if len(a) > 1 else float("nan")
-            t32 = statistics.mean(r["train_seconds"] for r in per["fp32"])
-            t16 = statistics.mean(r["train_seconds"] for r in per["bf16"])
-            print(f"| {name} | {metric} | {statistics.mean(a):.4g} ± {sd:.2g} | {statistics.mean(b):.4g} ± "
-                  f"{statistics.stdev(b) if len(b) > 1 else float('nan'):.2g} | "
-                  f"{(statistics.mean(b) - statistics.mean(a)) / sd:+.2f} | {t32:.0f} -> {t16:.0f} |")
-    (root / "steps.json").write_text(json.dumps(results, indent=2))
+            diff = f"{(statistics.mean(b) - statistics.mean(a)) / sd:+.2f}" if a and b and sd > 0 else "—"
+            t32 = f"{statistics.mean(r['train_seconds'] for r in a_runs):.0f}" if a_runs else "—"
+            t16 = f"{statistics.mean(r['train_seconds'] for r in b_runs):.0f}" if b_runs else "—"
+            print(f"| {name} | {metric} | {mean_sd(a)} | {mean_sd(b)} | {diff} | {t32} -> {t16} |")
 
 
 def part_wall(root: Path, minutes: float) -> None:
@@ -107,12 +126,15 @@ def main() -> None:
     ap.add_argument("--part", choices=("steps", "wall"), required=True)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--precisions", default="fp32,bf16",
+                    help="comma-separated; one at a time lets the cheap precision's seeds land first")
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--out", type=Path, default=Path("runs/precision_quality"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.part == "steps":
-        part_steps(args.out, args.models.split(","), [int(s) for s in args.seeds.split(",")])
+        part_steps(args.out, args.models.split(","), [int(s) for s in args.seeds.split(",")],
+                   args.precisions.split(","))
     else:
         part_wall(args.out, args.minutes)
 
