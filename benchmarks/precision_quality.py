@@ -42,8 +42,9 @@ def trained(out: Path, kind: str, opts: dict, train_opts: dict, precision: str, 
         budget = train_opts.get("steps")
         if budget is None or state["step"] >= budget:
             return out
+        # genlab.train(resume=True) takes its options from the call, not the run: pass the run's own again
         return genlab.train(genlab.load(out), genlab.load_dataset("fashion-mnist"), out=out, resume=True,
-                            progress=False, **train_opts).path
+                            seed=seed, precision=precision, progress=False, **train_opts).path
     data = genlab.load_dataset("fashion-mnist")
     torch.manual_seed(seed)
     model = genlab.create(kind, data.spec, **opts)
