@@ -42,9 +42,8 @@ def trained(out: Path, kind: str, opts: dict, train_opts: dict, precision: str, 
         budget = train_opts.get("steps")
         if budget is None or state["step"] >= budget:
             return out
-        # genlab.train(resume=True) takes its options from the call, not the run: pass the run's own again
         return genlab.train(genlab.load(out), genlab.load_dataset("fashion-mnist"), out=out, resume=True,
-                            seed=seed, precision=precision, progress=False, **train_opts).path
+                            progress=False, **train_opts).path  # the run's own seed and precision stand
     data = genlab.load_dataset("fashion-mnist")
     torch.manual_seed(seed)
     model = genlab.create(kind, data.spec, **opts)

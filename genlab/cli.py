@@ -159,9 +159,7 @@ def train(
             name, opts = parse_name(data) if data is not None else (data_info["name"], data_info["opts"])
             data_info = {"name": name, "opts": {**opts, **sec["data"]}}
         model_cfg = {**rd.model_config, **sec["model"]}
-        budgets = ("steps", "epochs", "minutes")  # the saved budget stands unless a new one is given
-        saved = {k: v for k, v in rd.train_config.items() if k not in budgets or (not budget and v is not None)}
-        train_cfg = {**saved, "progress": progress, **sec["train"], **cli_train}
+        train_cfg = {"progress": progress, **sec["train"], **cli_train}  # the run's own options fill the rest
     else:
         if kind is None or data is None:
             raise GenlabError("give a model kind and --data, e.g. genlab train vae --data mnist5k --steps 1000")

@@ -173,3 +173,18 @@ def test_likelihoods_are_exact_under_autocast():
     high = model._decode_raw(z, None)
     assert low.dtype == torch.float32 and not torch.equal(low, high)
     assert (low - high).abs().max() < 0.1  # bf16 keeps about 3 significant digits
+
+
+def test_a_resume_in_python_keeps_the_runs_own_options(tmp_path):
+    """resume=True without the options: the run's seed, precision, batch size, lr and schedule stand (as in the
+    CLI), so the weights are bitwise those of an uninterrupted run and only the budget is recorded as changed."""
+    one = _run(tmp_path, "one", 30, precision="bf16", seed=3)
+    _run(tmp_path, "two", 15, precision="bf16", seed=3)
+    data = genlab.load_dataset("digits")
+    two = genlab.train(genlab.load(tmp_path / "two"), data, steps=30, out=tmp_path / "two", resume=True,
+                       progress=False)
+    assert two.step == 30 and two.precision == "bf16"
+    assert _same(one.path, two.path, "model.safetensors")
+    meta = json.loads((tmp_path / "two" / "config.json").read_text())
+    assert [h["changed"] for h in meta["history"]] == [{"steps": [15, 30]}]
+    assert meta["train"]["seed"] == 3 and meta["train"]["lr"] == 3e-3

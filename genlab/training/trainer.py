@@ -645,6 +645,7 @@ class _Progress:
 
 
 # training options a resumed run may change (recorded in config.json's "history"); the rest make the weights
+BUDGETS = ("steps", "epochs", "minutes")
 RESUMABLE = {"steps", "epochs", "minutes", "lr", "grad_clip", "log_every", "sample_every", "checkpoint_every",
              "diag_every", "device", "precision", "tensorboard", "progress", "workers"}
 
@@ -694,13 +695,19 @@ def train(model: GenerativeModel, dataset: GenDataset | FolderStream, *, steps: 
     training), or None to train in memory: nothing is written anywhere, the Run has path None and its `history`
     holds the logged records, and (under a steps or epochs budget) the weights are bitwise those a run written to
     disk with the same seed and options ends with. resume=True continues the run in `out` from its newest
-    checkpoint (the budget, lr and logging may change, recorded in config.json's history; the model and data may
-    not); overwrite=True replaces a run in `out`. options are TrainConfig fields (batch_size, lr, ema_decay, seed,
-    device, ...); a family's preferences (model.train_defaults()) fill what the caller leaves out."""
+    checkpoint with the run's own training options, save those given again (the budget, lr and logging may
+    change, recorded in config.json's history; the model and data may not); overwrite=True replaces a run in
+    `out`. options are TrainConfig fields (batch_size, lr, ema_decay, seed, device, ...); a family's preferences
+    (model.train_defaults()) fill what the caller leaves out."""
     from ..runs import RunDir
 
     budget = {k: v for k, v in (("steps", steps), ("epochs", epochs), ("minutes", minutes)) if v is not None}
-    cfg = from_dict(TrainConfig, {**model.train_defaults(), **options, **budget}, where="train")
+    saved = {}
+    if resume and out is not None and RunDir(out).is_run:
+        # the run's own options stand unless given again (its budget too, unless a new one is given)
+        saved = {k: v for k, v in RunDir(out).train_config.items()
+                 if k != "progress" and (k not in BUDGETS or (not budget and v is not None))}
+    cfg = from_dict(TrainConfig, {**model.train_defaults(), **saved, **options, **budget}, where="train")
     if dataset.spec.shape != model.spec.shape:
         raise GenlabError(f"the model was built for data of shape {model.spec.shape}, "
                           f"the dataset has {dataset.spec.shape}")
