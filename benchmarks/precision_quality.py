@@ -85,10 +85,11 @@ def summarise(root: Path) -> None:
     results: dict = {}
     for name, (_, _, _, ev) in MODELS.items():
         for precision in ("fp32", "bf16"):
-            for seed in range(100):
-                saved = root / f"{name}-{precision}-s{seed}" / f"quality-{'+'.join(ev['metrics'])}.json"
+            runs = sorted(root.glob(f"{name}-{precision}-s*"), key=lambda p: int(p.name.rsplit("-s", 1)[1]))
+            for run in runs:
+                saved = run / f"quality-{'+'.join(ev['metrics'])}.json"
                 if saved.is_file():
-                    r = {"seed": seed, **json.loads(saved.read_text())}
+                    r = {"seed": int(run.name.rsplit("-s", 1)[1]), **json.loads(saved.read_text())}
                     results.setdefault(name, {}).setdefault(precision, []).append(r)
 
     (root / "steps.json").write_text(json.dumps(results, indent=2))

@@ -644,8 +644,8 @@ class _Progress:
             self.p.remove_task(self.task)
 
 
+BUDGETS = ("steps", "epochs", "minutes")  # a run has exactly one
 # training options a resumed run may change (recorded in config.json's "history"); the rest make the weights
-BUDGETS = ("steps", "epochs", "minutes")
 RESUMABLE = {"steps", "epochs", "minutes", "lr", "grad_clip", "log_every", "sample_every", "checkpoint_every",
              "diag_every", "device", "precision", "tensorboard", "progress", "workers"}
 
@@ -701,11 +701,12 @@ def train(model: GenerativeModel, dataset: GenDataset | FolderStream, *, steps: 
     (model.train_defaults()) fill what the caller leaves out."""
     from ..runs import RunDir
 
-    budget = {k: v for k, v in (("steps", steps), ("epochs", epochs), ("minutes", minutes)) if v is not None}
+    budget = {k: v for k, v in zip(BUDGETS, (steps, epochs, minutes)) if v is not None}
+    prior = RunDir(out) if resume and out is not None else None
     saved = {}
-    if resume and out is not None and RunDir(out).is_run:
+    if prior is not None and prior.is_run:
         # the run's own options stand unless given again (its budget too, unless a new one is given)
-        saved = {k: v for k, v in RunDir(out).train_config.items()
+        saved = {k: v for k, v in prior.train_config.items()
                  if k != "progress" and (k not in BUDGETS or (not budget and v is not None))}
     cfg = from_dict(TrainConfig, {**model.train_defaults(), **saved, **options, **budget}, where="train")
     if dataset.spec.shape != model.spec.shape:
