@@ -5,14 +5,14 @@
    in every precision), and FID/KID of the U-Net ddpm (1,000 samples, 20 DDIM steps) and the DCGAN (2,000
    samples). bf16 is within the seed-to-seed spread when |mean(bf16) - mean(fp32)| is at most two standard
    deviations of the fp32 seeds.
-2. Equal wall clock (`--part wall`): the U-Net ddpm for --minutes each in fp32 and in bf16 (seed 0), then FID/KID
-   of 1,000 samples with 50 DDIM steps.
+2. Equal wall clock (`--part wall`): the U-Net ddpm for --minutes each in fp32 and in bf16 (each of --seeds, the
+   precisions alternating), then FID/KID of 1,000 samples with 50 DDIM steps.
 
 Runs are kept under --out and reused, so a stopped benchmark goes on where it was; the summary table and
 steps.json cover every scored run under --out, so separate invocations (--seeds, --precisions) add up.
 
     python benchmarks/precision_quality.py --part steps
-    python benchmarks/precision_quality.py --part wall --minutes 10
+    python benchmarks/precision_quality.py --part wall --minutes 10 --seeds 0
 """
 
 from __future__ import annotations
@@ -113,13 +113,15 @@ def summarise(root: Path) -> None:
             print(f"| {name} | {metric} | {mean_sd(a)} | {mean_sd(b)} | {diff} | {t32} -> {t16} |")
 
 
-def part_wall(root: Path, minutes: float) -> None:
+def part_wall(root: Path, minutes: float, seeds: list[int], precisions: list[str]) -> None:
     ev = {"metrics": ["fid", "kid"], "n": 1000, "sample_opts": {"sampler": "ddim", "steps": 50}}
-    for precision in ("fp32", "bf16"):
-        run = trained(root / f"ddpm-{minutes:g}min-{precision}", "ddpm", {}, {"minutes": minutes}, precision, 0)
-        r = score(run, ev, precision)
-        print(f"ddpm {minutes:g} min {precision}: {r['steps']} steps, FID {r['fid']:.2f}, KID {r['kid']:.4f}",
-              flush=True)
+    for seed in seeds:
+        for precision in precisions:
+            run = trained(root / f"ddpm-{minutes:g}min-{precision}-s{seed}", "ddpm", {}, {"minutes": minutes},
+                          precision, seed)
+            r = score(run, ev, precision)
+            print(f"ddpm {minutes:g} min {precision} seed {seed}: {r['steps']} steps, FID {r['fid']:.2f}, "
+                  f"KID {r['kid']:.4f}", flush=True)
 
 
 def main() -> None:
@@ -137,7 +139,7 @@ def main() -> None:
         part_steps(args.out, args.models.split(","), [int(s) for s in args.seeds.split(",")],
                    args.precisions.split(","))
     else:
-        part_wall(args.out, args.minutes)
+        part_wall(args.out, args.minutes, [int(s) for s in args.seeds.split(",")], args.precisions.split(","))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Training and sampling images/s in fp32 and bf16, alternating in one run, for every family's default network on
-28x28 images, beside diffusers' UNet2DModel (the same architecture as genlab's U-Net) in its fastest setting.
+28x28 images (gpt: sequences/s of python-docs' 128-character windows), beside diffusers' UNet2DModel (the same
+architecture as genlab's U-Net) in its fastest setting.
 
 Training is timed through genlab's own Trainer (autocast, backward, clipping, AdamW, EMA: what `genlab train`
 does per step); sampling through `generate` (ddpm: 10 DDIM steps). Each setting — fp32 (channels-last, the
@@ -9,11 +10,16 @@ fastest bf16 setting are counted.
 
     pip install diffusers   # for the diffusers rows only
     python benchmarks/precision_speed.py --reps 3 --out runs/precision_speed.json
+    python benchmarks/precision_speed.py --device cuda --reps 2 --cases "ae (conv),vae (conv),ddpm (U-Net),gan (DCGAN)"
+
+On CUDA, fp16 (with its gradient scaler) joins the settings, every setting is timed in both layouts, each timed
+call ends with a synchronisation, and the diffusers rows are left out (they are the CPU comparison).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -33,39 +39,61 @@ CASES = {
     "ddpm (U-Net)": ("ddpm", "fashion-mnist", {}, 128, (250, {"sampler": "ddim", "steps": 10})),
     "gan (DCGAN)": ("gan", "fashion-mnist", {}, 128, (1000, {})),
     "cyclegan": ("cyclegan", "mnist5k", {"target": "fashion-mnist"}, 16, (64, {})),
+    "hvae": ("hvae", "fashion-mnist", {}, 128, (1000, {})),
+    "vqvae": ("vqvae", "fashion-mnist", {}, 128, (1000, {})),
+    "stylegan": ("stylegan", "fashion-mnist", {}, 64, (1000, {})),
+    "realnvp (flow)": ("realnvp", "fashion-mnist", {}, 128, (1000, {})),
+    "glow (flow)": ("glow", "fashion-mnist", {}, 128, (1000, {})),
+    "pixelcnn": ("pixelcnn", "fashion-mnist", {}, 128, (16, {})),
+    "gpt (text)": ("gpt", "python-docs", {}, 64, (16, {})),
 }
 SETTINGS = {"fp32": ("fp32", True), "bf16": ("bf16", True), "bf16 contiguous": ("bf16", False)}
+CUDA_SETTINGS = {f"{p}{layout}": (p, not layout) for p in ("fp32", "bf16", "fp16") for layout in ("", " contiguous")}
+SYNC = {"cuda": torch.cuda.synchronize}
 
 
-def timed_rate(fn, items: int, seconds: float = 3.0, warm: int = 2) -> float:
-    """items per second of fn, over at least `seconds` (and 3 calls) after `warm` calls."""
+def timed_rate(fn, items: int, seconds: float = 3.0, warm: int = 2, sync=lambda: None) -> float:
+    """items per second of fn, over at least `seconds` (and 3 calls) after `warm` calls; `sync` waits for the
+    device."""
     for _ in range(warm):
         fn()
+    sync()
     calls, t0 = 0, time.perf_counter()
     while calls < 3 or time.perf_counter() - t0 < seconds:
         fn()
         calls += 1
+    sync()
     return calls * items / (time.perf_counter() - t0)
 
 
-def genlab_rates(case: str, precision: str, channels_last: bool) -> tuple[float, float]:
-    kind, data_name, opts, batch, (n, sample_opts) = CASES[case]
-    data = genlab.load_dataset(data_name)
+@functools.cache
+def dataset(name: str):
+    return genlab.load_dataset(name)
+
+
+def genlab_rates(case: str, precision: str, channels_last: bool, device: str = "cpu", seconds: float = 3.0,
+                 batch: int | None = None, n: int | None = None) -> tuple[float, float]:
+    kind, data_name, opts, default_batch, (default_n, sample_opts) = CASES[case]
+    batch, n = batch or default_batch, n or default_n
+    data = dataset(data_name)
     torch.manual_seed(0)
     model = genlab.create(kind, data.spec, **opts)
     cfg = TrainConfig(steps=10**6, batch_size=batch, precision=precision, channels_last=channels_last,
-                      progress=False, **{k: v for k, v in model.train_defaults().items() if k != "batch_size"})
+                      device=device, progress=False,
+                      **{k: v for k, v in model.train_defaults().items() if k != "batch_size"})
     tr = Trainer(model, data, cfg, None, {"name": data_name}, resume=False)
 
     def step():
         tr.train_step()
         tr.step += 1
 
-    train = timed_rate(step, batch)
+    sync = SYNC.get(torch.device(device).type, lambda: None)
+    train = timed_rate(step, batch, seconds, sync=sync)
     model.eval()
     if not channels_last:
         model.to(memory_format=torch.contiguous_format)
-    sample = timed_rate(lambda: model.generate(n, seed=0, precision=precision, **sample_opts), n, warm=1)
+    sample = timed_rate(lambda: model.generate(n, seed=0, precision=precision, **sample_opts), n, seconds, warm=1,
+                        sync=sync)
     return train, sample
 
 
@@ -108,28 +136,36 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--no-diffusers", action="store_true")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--seconds", type=float, default=3.0, help="the least time each setting is timed for")
+    ap.add_argument("--batch", type=int, help="the training batch of every case (default: each case's own)")
+    ap.add_argument("--sample-n", type=int, help="the images sampled per timed call (default: each case's own)")
     ap.add_argument("--out", type=Path, default=Path("runs/precision_speed.json"))
     args = ap.parse_args()
     cases = [c for c in args.cases.split(",") if c]
-    jobs = [(c, s) for c in cases for s in SETTINGS]
-    if not args.no_diffusers:
+    on_cuda = torch.device(args.device).type == "cuda"
+    settings = CUDA_SETTINGS if on_cuda else SETTINGS
+    jobs = [(c, s) for c in cases for s in settings]
+    if not args.no_diffusers and not on_cuda:
         jobs += [("diffusers UNet2DModel", s) for s in ("fp32 contiguous", "fp32", "bf16", "bf16 contiguous")]
     rates: dict[tuple[str, str], list[tuple[float, float]]] = {j: [] for j in jobs}
     for rep in range(args.reps):  # alternating: every setting once per round
         for case, setting in jobs:
-            prec, cl = ("fp32" if setting.startswith("fp32") else "bf16"), not setting.endswith("contiguous")
-            r = diffusers_rates(prec, cl) if case.startswith("diffusers") else genlab_rates(case, prec, cl)
+            prec, cl = setting.split()[0], not setting.endswith("contiguous")
+            r = diffusers_rates(prec, cl) if case.startswith("diffusers") else genlab_rates(
+                case, prec, cl, args.device, args.seconds, args.batch, args.sample_n)
             rates[(case, setting)].append(r)
             print(f"round {rep + 1}: {case:22s} {setting:16s} train {r[0]:7.1f} img/s  sample {r[1]:8.1f} img/s",
                   flush=True)
     med = {f"{c} | {s}": [statistics.median(v[i] for v in r) for i in (0, 1)] for (c, s), r in rates.items()}
-    result = {"threads": torch.get_num_threads(), "torch": torch.__version__, "cpu_bf16_flag": cpu_native_bf16(),
-              "reps": args.reps, "median_img_s": med}
+    result = {"batch": args.batch, "sample_n": args.sample_n, "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "cpu_bf16_flag": cpu_native_bf16(),
+              "device": torch.cuda.get_device_name() if on_cuda else "cpu", "reps": args.reps, "median_img_s": med}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print("\n| model | train fp32 | train bf16 (best layout) | ratio | sample fp32 | sample bf16 | ratio |")
     print("|---|---|---|---|---|---|---|")
-    names = cases + ([] if args.no_diffusers else ["diffusers UNet2DModel"])
+    names = cases + ([] if args.no_diffusers or on_cuda else ["diffusers UNet2DModel"])
     best = {}
     for c in names:
         fp = [v for k, v in med.items() if k.startswith(c + " |") and "| fp32" in k]
@@ -138,6 +174,10 @@ def main() -> None:
         t16, s16 = max(v[0] for v in bf), max(v[1] for v in bf)
         best[c] = (t32, t16, s32, s16)
         print(f"| {c} | {t32:.0f} | {t16:.0f} | {t16 / t32:.2f}x | {s32:.0f} | {s16:.0f} | {s16 / s32:.2f}x |")
+        hp = [v for k, v in med.items() if k.startswith(c + " |") and "| fp16" in k]
+        if hp:
+            t, s = max(v[0] for v in hp), max(v[1] for v in hp)
+            print(f"| {c}, fp16 (best layout) | | {t:.0f} | {t / t32:.2f}x | | {s:.0f} | {s / s32:.2f}x |")
     if "ddpm (U-Net)" in best and "diffusers UNet2DModel" in best:
         g, d = best["ddpm (U-Net)"], best["diffusers UNet2DModel"]
         print(f"\ngenlab U-Net bf16 vs diffusers at its fastest: training {g[1] / max(d[0], d[1]):.2f}x, "

@@ -188,3 +188,61 @@ def test_a_resume_in_python_keeps_the_runs_own_options(tmp_path):
     meta = json.loads((tmp_path / "two" / "config.json").read_text())
     assert [h["changed"] for h in meta["history"]] == [{"steps": [15, 30]}]
     assert meta["train"]["seed"] == 3 and meta["train"]["lr"] == 3e-3
+
+
+# ---------------------------------------------------------------- on a real CUDA GPU (skipped without one)
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+def test_auto_on_this_gpu():
+    assert resolve("auto", "cuda")[0] == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("kind", list(REGISTRY))
+def test_every_kind_trains_and_samples_on_cuda(kind, precision, tmp_path):
+    """The CUDA path itself: autocast on the GPU, fp16's gradient scaler, float32 master weights, samples."""
+    from test_contract import _built
+
+    _, data, model = _built(kind)
+    run = genlab.train(model, data, steps=3, batch_size=16, out=tmp_path / kind, progress=False, device="cuda",
+                       precision=precision, sample_every=10)
+    assert run.precision == precision
+    losses = [v for r in run.history for k, v in r.items() if k == "loss" or k.endswith("/loss")]
+    assert losses and all(torch.isfinite(torch.tensor(v)) for v in losses)
+    weights = load_file(str(tmp_path / kind / "model.safetensors"))
+    assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.float32}
+    loaded = genlab.load(tmp_path / kind, device="cuda")
+    s = loaded.generate(4, seed=1, precision=precision)
+    assert torch.isfinite(s.x.float()).all() and s.precision == precision
+
+
+@cuda
+def test_likelihoods_are_exact_under_cuda_autocast():
+    data = genlab.load_dataset("digits")
+    torch.manual_seed(0)
+    model = genlab.create("vae", data.spec, channels=(8, 16), latent_dim=4)
+    genlab.train(model, data, steps=20, batch_size=64, progress=False, precision="fp32", device="cuda")
+    model.eval()
+    x = data.x[:64].cuda()
+    for dtype in (torch.bfloat16, torch.float16):
+        torch.manual_seed(1)
+        want = model.log_prob(x, k=8)
+        torch.manual_seed(1)
+        with torch.autocast("cuda", dtype=dtype):
+            got = model.log_prob(x, k=8)
+        assert torch.equal(got, want), dtype
+
+
+@cuda
+def test_a_bf16_run_resumes_exactly_on_cuda(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    one = _run(tmp_path, "one", 30, precision="bf16", device="cuda")
+    _run(tmp_path, "two", 15, precision="bf16", device="cuda")
+    two = _run(tmp_path, "two", 30, resume=True, precision="bf16", device="cuda")
+    assert two.step == 30 and two.precision == "bf16"
+    assert _same(one.path, two.path, "model.safetensors") and _same(one.path, two.path, "ema.safetensors")

@@ -155,11 +155,13 @@ def make_optimizer(model: nn.Module, params: list[nn.Parameter], cfg: TrainConfi
     """AdamW over `params`. weight_decay == 0: one group, as genlab always had. weight_decay > 0: two groups,
     [decayed (weight_decay), not decayed (0)], split by `decay_split`; both exist even when one is empty, so a
     checkpoint's structure depends only on the options."""
+    # on a GPU the fused kernel: 3x faster than the per-tensor-group default (§18); CPU keeps the default
+    fused = {"fused": True} if params and all(p.is_cuda for p in params) else {}
     if cfg.weight_decay == 0:
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **fused)
     decay, keep = decay_split(model, params)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": keep, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, **fused)
 
 
 def _regroup(saved: dict[str, Any], opt: torch.optim.Optimizer, params: list[nn.Parameter]) -> dict[str, Any]:
@@ -195,10 +197,12 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module, step: int | None = None) -> None:
         decay = self.decay if step is None else min(self.decay, (1 + step) / (10 + step))
-        for k, v in model.state_dict().items():
-            if v.dtype.is_floating_point:
-                self.state[k].lerp_(v, 1 - decay)
-            else:
+        live = model.state_dict()
+        floats = [k for k, v in live.items() if v.dtype.is_floating_point]
+        if floats:  # one foreach call: on a GPU a few kernels instead of one per tensor (5x faster, §18)
+            torch._foreach_lerp_([self.state[k] for k in floats], [live[k] for k in floats], 1 - decay)
+        for k, v in live.items():
+            if not v.dtype.is_floating_point:
                 self.state[k].copy_(v)
 
 
