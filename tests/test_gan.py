@@ -412,3 +412,22 @@ def test_cbn_needs_a_conditional_dcgan():
         genlab.create("gan", vector_spec(classes=3), conditional=True, cond_g="cbn")
     with pytest.raises(GenlabError, match="cond_g must be concat or cbn"):
         genlab.create("gan", vector_spec(), cond_g="film")
+
+
+def test_minibatch_std_is_finite_to_second_order_where_a_feature_is_constant():
+    """Under bf16 autocast features can be exactly equal across the batch; R1's double backward through a std of
+    0 was NaN (StyleGAN diverged at its first lazy R1 step in bf16). The appended feature is still the mean std."""
+    from genlab.models.gan import minibatch_std
+
+    torch.manual_seed(0)
+    h = torch.randn(8, 4, 3, 3)
+    h[:, 0] = 0.5  # the same in every example
+    w = torch.randn(5, 3, 3)
+    for dtype in (torch.float32, torch.bfloat16):
+        x, v = h.to(dtype).clone().requires_grad_(), w.clone().requires_grad_()
+        out = minibatch_std(x)
+        assert out.shape == (8, 5, 3, 3) and out.dtype == dtype
+        assert abs(float(out.detach()[0, 4, 0, 0]) - float(h.to(dtype).float().std(0, unbiased=False).mean())) < 1e-2
+        (g,) = torch.autograd.grad((out.float() * v).sum(), x, create_graph=True)
+        g.float().pow(2).sum().backward()
+        assert torch.isfinite(v.grad).all(), dtype

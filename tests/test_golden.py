@@ -4,7 +4,8 @@ A refactor of the seams (run directories, sampling options, diffusion components
 what a seeded run produces on CPU. `tests/data/golden.npz` holds the samples each case gave when recorded; to
 record them again after an intended change of behaviour: `python tests/test_golden.py --record [RUN ...]` (the
 named runs only, or all). Recorded again since: gan-gaussians8 (its training defaults became the 2-D mixture
-recipe: lr 1e-3 with cosine decay); ddpm-digits and ddpm-digits-cond (samples are clipped to the data's range
+recipe: lr 1e-3 with cosine decay; again when minibatch std took Karras et al.'s 1e-8 under the root, in float32:
+at most 2.6e-6 apart); ddpm-digits and ddpm-digits-cond (samples are clipped to the data's range
 [-1, 1]: every new array equals np.clip of the old one). Every case trains and samples in float32
 (precision=fp32, which the default `auto` is not on a CPU with native bfloat16), as when they were recorded.
 

@@ -214,11 +214,13 @@ def diff_augment(x: torch.Tensor, policy: str) -> torch.Tensor:
 
 # ---- networks
 def minibatch_std(h: torch.Tensor) -> torch.Tensor:
-    """Append the batch's mean feature std as one more feature (channel) (Karras et al. 2018)."""
-    s = h.std(dim=0, unbiased=False).mean().expand(h.shape[0], *([1] * (h.dim() - 1)))
+    """Append the batch's mean feature std as one more feature (channel) (Karras et al. 2018). In float32, with
+    their 1e-8 under the root: under bf16 autocast features can be exactly equal across the batch, and a std of 0
+    has an infinite derivative (NaN in R1's double backward)."""
+    s = (fp32(h).var(dim=0, unbiased=False) + 1e-8).sqrt().mean().expand(h.shape[0], *([1] * (h.dim() - 1)))
     if h.dim() == 4:
         s = s.expand(-1, 1, h.shape[2], h.shape[3])
-    return torch.cat([h, s], dim=1)
+    return torch.cat([h, s.to(h.dtype)], dim=1)
 
 
 class MLPGenerator(nn.Module):
