@@ -1,17 +1,22 @@
-"""Does bf16 cost quality? Two measurements on Fashion-MNIST, each run trained and sampled in its precision.
+"""Does bf16 cost quality? Two measurements, each run trained and sampled in its precision.
 
-1. Equal steps (`--part steps`), three seeds each, fp32 and bf16 alternating: the conv VAE's test likelihood
-   bounds (negative ELBO and IWAE k=10, bits/dim, on 2,000 test images: likelihoods are evaluated in float32
-   in every precision), the exact test NLL (bits/dim, 2,000 test images) of Glow and PixelCNN, and FID/KID of the
-   U-Net ddpm (1,000 samples, 20 DDIM steps) and the DCGAN (2,000 samples). bf16 is within the seed-to-seed
-   spread when |mean(bf16) - mean(fp32)| is at most two standard deviations of the fp32 seeds.
+1. Equal steps (`--part steps`), three seeds each, fp32 and bf16 alternating, on Fashion-MNIST unless said:
+   - likelihood bounds: the conv VAE's and the HVAE's negative ELBO and IWAE k=10 (bits/dim, 2,000 test images);
+   - exact test NLL (bits/dim, 2,000 test images) of RealNVP, Glow and PixelCNN, and of the character GPT on
+     python-docs (bits/character, the whole test split); likelihoods are evaluated in float32 in every precision;
+   - FID/KID of the U-Net ddpm (1,000 samples, 20 DDIM steps), the DCGAN and the StyleGAN (2,000 samples each);
+   - the VQ-VAE's test reconstruction error (mean squared error on 2,000 test images in [-1, 1], the
+     reconstruction run in the precision it was trained in).
+   bf16 is within the seed-to-seed spread when |mean(bf16) - mean(fp32)| is at most two standard deviations of
+   the fp32 seeds.
 2. Equal wall clock (`--part wall`): the U-Net ddpm for --minutes each in fp32 and in bf16 (each of --seeds, the
    precisions alternating), then FID/KID of 1,000 samples with 50 DDIM steps.
 
 Runs are kept under --out and reused, so a stopped benchmark goes on where it was; the summary table and
-steps.json cover every scored run under --out, so separate invocations (--seeds, --precisions) add up.
+steps.json cover every scored run under --out, so separate invocations (--models, --seeds, --precisions) add up.
 
     python benchmarks/precision_quality.py --part steps
+    python benchmarks/precision_quality.py --part steps --models realnvp,hvae,vqvae,stylegan,gpt
     python benchmarks/precision_quality.py --part wall --minutes 10 --seeds 0
 """
 
@@ -27,26 +32,34 @@ import torch
 import genlab
 from genlab.runs import RunDir
 
-# name: (kind, model options, training options, evaluation)
+# name: (kind, dataset, model options, training options, evaluation)
+IMAGES = "fashion-mnist"
 MODELS = {
-    "vae": ("vae", {}, {"steps": 600, "batch_size": 128}, {"metrics": ["nll"], "n": 2000, "k": 10}),
-    "ddpm": ("ddpm", {}, {"steps": 300, "batch_size": 64},
+    "vae": ("vae", IMAGES, {}, {"steps": 600, "batch_size": 128}, {"metrics": ["nll"], "n": 2000, "k": 10}),
+    "ddpm": ("ddpm", IMAGES, {}, {"steps": 300, "batch_size": 64},
              {"metrics": ["fid", "kid"], "n": 1000, "sample_opts": {"sampler": "ddim", "steps": 20}}),
-    "gan": ("gan", {}, {"steps": 600, "batch_size": 128}, {"metrics": ["fid", "kid"], "n": 2000}),
-    "glow": ("glow", {}, {"steps": 600, "batch_size": 128}, {"metrics": ["nll"], "n": 2000}),
-    "pixelcnn": ("pixelcnn", {}, {"steps": 600, "batch_size": 128}, {"metrics": ["nll"], "n": 2000}),
+    "gan": ("gan", IMAGES, {}, {"steps": 600, "batch_size": 128}, {"metrics": ["fid", "kid"], "n": 2000}),
+    "glow": ("glow", IMAGES, {}, {"steps": 600, "batch_size": 128}, {"metrics": ["nll"], "n": 2000}),
+    "pixelcnn": ("pixelcnn", IMAGES, {}, {"steps": 600, "batch_size": 128}, {"metrics": ["nll"], "n": 2000}),
+    "realnvp": ("realnvp", IMAGES, {}, {"steps": 600, "batch_size": 128}, {"metrics": ["nll"], "n": 2000}),
+    "hvae": ("hvae", IMAGES, {}, {"steps": 600, "batch_size": 128}, {"metrics": ["nll"], "n": 2000, "k": 10}),
+    "vqvae": ("vqvae", IMAGES, {}, {"steps": 600, "batch_size": 128}, {"metrics": ["recon"], "n": 2000}),
+    # 100 steps per fade-in and stable phase at 7x7 and 14x14, then 800 at 28x28 (as BENCHMARKS.md's §40)
+    "stylegan": ("stylegan", IMAGES, {"grow_steps": 100}, {"steps": 1200, "batch_size": 64},
+                 {"metrics": ["fid", "kid"], "n": 2000}),
+    "gpt": ("gpt", "python-docs", {}, {"steps": 600, "batch_size": 64}, {"metrics": ["nll"], "n": None}),
 }
 
 
-def trained(out: Path, kind: str, opts: dict, train_opts: dict, precision: str, seed: int) -> Path:
+def trained(out: Path, kind: str, dataset: str, opts: dict, train_opts: dict, precision: str, seed: int) -> Path:
     if RunDir(out).is_run and (out / "model.safetensors").is_file():
         state = json.loads((out / "checkpoint" / "state.json").read_text())
         budget = train_opts.get("steps")
         if budget is None or state["step"] >= budget:
             return out
-        return genlab.train(genlab.load(out), genlab.load_dataset("fashion-mnist"), out=out, resume=True,
+        return genlab.train(genlab.load(out), genlab.load_dataset(dataset), out=out, resume=True,
                             progress=False, **train_opts).path  # the run's own seed and precision stand
-    data = genlab.load_dataset("fashion-mnist")
+    data = genlab.load_dataset(dataset)
     torch.manual_seed(seed)
     model = genlab.create(kind, data.spec, **opts)
     genlab.train(model, data, out=out, overwrite=out.exists(), seed=seed, precision=precision, progress=False,
@@ -54,29 +67,48 @@ def trained(out: Path, kind: str, opts: dict, train_opts: dict, precision: str, 
     return out
 
 
+def recon_mse(run: Path, n: int, precision: str) -> float:
+    """Mean squared error of the model's reconstructions of the first n test images, run in `precision`."""
+    from genlab.data import chunks
+    from genlab.precision import autocast
+
+    model = genlab.load(run)
+    total, count = 0.0, 0
+    for x, _ in chunks(genlab.load_dataset(IMAGES, "test"), n=n):
+        with autocast(precision, model.device):
+            r = model.reconstruct(x)
+        total += float(((r.float() - x) ** 2).sum())
+        count += x.numel()
+    return total / count
+
+
 def score(run: Path, ev: dict, precision: str) -> dict:
     key = "+".join(ev["metrics"])
     saved = run / f"quality-{key}.json"
     if saved.is_file():
         return json.loads(saved.read_text())
-    res = genlab.evaluate(run, metrics=ev["metrics"], n=ev["n"], k=ev.get("k", 100), device="cpu",
-                          sample_opts=ev.get("sample_opts"), precision=precision)
-    m = res["metrics"]
-    out = ({k: v for k, v in m["nll"].items() if k.endswith("_bpd")} if "nll" in m  # VAE: bounds; exact: nll_bpd
-           else {"fid": m["fid"], "kid": m["kid"]})
-    train_s = json.loads((run / "checkpoint" / "state.json").read_text())["elapsed"]
-    out["train_seconds"] = round(train_s, 1)
-    out["steps"] = json.loads((run / "checkpoint" / "state.json").read_text())["step"]
+    if ev["metrics"] == ["recon"]:
+        out = {"recon_mse": recon_mse(run, ev["n"], precision)}
+    else:
+        res = genlab.evaluate(run, metrics=ev["metrics"], n=ev["n"], k=ev.get("k", 100), device="cpu",
+                              sample_opts=ev.get("sample_opts"), precision=precision)
+        m = res["metrics"]
+        out = ({k: v for k, v in m["nll"].items() if k.endswith("_bpd")} if "nll" in m  # VAE: bounds; exact: nll_bpd
+               else {"fid": m["fid"], "kid": m["kid"]})
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    out["train_seconds"] = round(state["elapsed"], 1)
+    out["steps"] = state["step"]
     saved.write_text(json.dumps(out))
     return out
 
 
 def part_steps(root: Path, models: list[str], seeds: list[int], precisions: list[str]) -> None:
     for name in models:
-        kind, opts, train_opts, ev = MODELS[name]
+        kind, dataset, opts, train_opts, ev = MODELS[name]
         for seed in seeds:
             for precision in precisions:  # alternating
-                run = trained(root / f"{name}-{precision}-s{seed}", kind, opts, train_opts, precision, seed)
+                run = trained(root / f"{name}-{precision}-s{seed}", kind, dataset, opts, train_opts, precision,
+                              seed)
                 r = score(run, ev, precision)
                 print(f"{name} seed {seed} {precision}: {r}", flush=True)
     summarise(root)
@@ -85,7 +117,7 @@ def part_steps(root: Path, models: list[str], seeds: list[int], precisions: list
 def summarise(root: Path) -> None:
     """Table and steps.json over every scored run under root, so separate invocations add up."""
     results: dict = {}
-    for name, (_, _, _, ev) in MODELS.items():
+    for name, (*_, ev) in MODELS.items():
         for precision in ("fp32", "bf16"):
             runs = sorted(root.glob(f"{name}-{precision}-s*"), key=lambda p: int(p.name.rsplit("-s", 1)[1]))
             for run in runs:
@@ -119,7 +151,7 @@ def part_wall(root: Path, minutes: float, seeds: list[int], precisions: list[str
     ev = {"metrics": ["fid", "kid"], "n": 1000, "sample_opts": {"sampler": "ddim", "steps": 50}}
     for seed in seeds:
         for precision in precisions:
-            run = trained(root / f"ddpm-{minutes:g}min-{precision}-s{seed}", "ddpm", {}, {"minutes": minutes},
+            run = trained(root / f"ddpm-{minutes:g}min-{precision}-s{seed}", "ddpm", IMAGES, {}, {"minutes": minutes},
                           precision, seed)
             r = score(run, ev, precision)
             print(f"ddpm {minutes:g} min {precision} seed {seed}: {r['steps']} steps, FID {r['fid']:.2f}, "
