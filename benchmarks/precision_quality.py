@@ -4,9 +4,10 @@
    - likelihood bounds: the conv VAE's and the HVAE's negative ELBO and IWAE k=10 (bits/dim, 2,000 test images);
    - exact test NLL (bits/dim, 2,000 test images) of RealNVP, Glow and PixelCNN, and of the character GPT on
      python-docs (bits/character, the whole test split); likelihoods are evaluated in float32 in every precision;
-   - FID/KID of the U-Net ddpm (1,000 samples, 20 DDIM steps), the DCGAN and the StyleGAN (2,000 samples each);
-   - the VQ-VAE's test reconstruction error (mean squared error on 2,000 test images in [-1, 1], the
-     reconstruction run in the precision it was trained in).
+   - FID/KID of the U-Net ddpm (1,000 samples, 20 DDIM steps), the DCGAN and the StyleGAN (2,000 samples each),
+     and of CycleGAN's mnist5k -> Fashion-MNIST translations (1,000);
+   - the plain autoencoder's and the VQ-VAE's test reconstruction error (mean squared error on 2,000 test images
+     in [-1, 1], the reconstruction run in the precision it was trained in).
    bf16 is within the seed-to-seed spread when |mean(bf16) - mean(fp32)| is at most two standard deviations of
    the fp32 seeds.
 2. Equal wall clock (`--part wall`): the U-Net ddpm for --minutes each in fp32 and in bf16 (each of --seeds, the
@@ -48,6 +49,9 @@ MODELS = {
     "stylegan": ("stylegan", IMAGES, {"grow_steps": 100}, {"steps": 1200, "batch_size": 64},
                  {"metrics": ["fid", "kid"], "n": 2000}),
     "gpt": ("gpt", "python-docs", {}, {"steps": 600, "batch_size": 64}, {"metrics": ["nll"], "n": None}),
+    "ae": ("ae", IMAGES, {}, {"steps": 600, "batch_size": 128}, {"metrics": ["recon"], "n": 2000}),
+    "cyclegan": ("cyclegan", "mnist5k", {"target": IMAGES}, {"steps": 600, "batch_size": 16},
+                 {"metrics": ["fid", "kid"], "n": 1000}),
 }
 
 
@@ -75,7 +79,7 @@ def recon_mse(run: Path, n: int, precision: str) -> float:
     model = genlab.load(run)
     total, count = 0.0, 0
     for x, _ in chunks(genlab.load_dataset(IMAGES, "test"), n=n):
-        with autocast(precision, model.device):
+        with torch.no_grad(), autocast(precision, model.device):
             r = model.reconstruct(x)
         total += float(((r.float() - x) ** 2).sum())
         count += x.numel()
