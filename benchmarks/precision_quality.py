@@ -2,12 +2,16 @@
 
 1. Equal steps (`--part steps`), three seeds each, fp32 and bf16 alternating, on Fashion-MNIST unless said:
    - likelihood bounds: the conv VAE's and the HVAE's negative ELBO and IWAE k=10 (bits/dim, 2,000 test images);
-   - exact test NLL (bits/dim, 2,000 test images) of RealNVP, Glow and PixelCNN, and of the character GPT on
-     python-docs (bits/character, the whole test split); likelihoods are evaluated in float32 in every precision;
-   - FID/KID of the U-Net ddpm (1,000 samples, 20 DDIM steps), the DCGAN and the StyleGAN (2,000 samples each),
-     and of CycleGAN's mnist5k -> Fashion-MNIST translations (1,000);
-   - the plain autoencoder's and the VQ-VAE's test reconstruction error (mean squared error on 2,000 test images
-     in [-1, 1], the reconstruction run in the precision it was trained in).
+   - exact test NLL (bits/dim, 2,000 test images) of RealNVP, Glow, PixelCNN and the gated PixelCNN, of MAF and
+     NSF on moons (the whole test split), and of the character GPT on python-docs (bits/character, the whole
+     test split); likelihoods are evaluated in float32 in every precision;
+   - FID/KID of the U-Net ddpm (1,000 samples, 20 DDIM steps), the DCGAN, the StyleGAN and the VAE-GAN (2,000
+     samples each), of CycleGAN's mnist5k -> Fashion-MNIST translations (1,000), and of 1,000 samples of the
+     VQ-VAE's transformer prior (vq-ar), a latent diffusion model on the VQ-VAE's codes (ldm, 20 DDIM steps), a
+     consistency model distilled from the ddpm (one step) and a progressive distillation of it (two steps);
+     a first stage or teacher is the fp32 seed-0 run of its own row, shared by both precisions;
+   - the plain and denoising autoencoders' and the VQ-VAE's test reconstruction error (mean squared error on
+     2,000 test images in [-1, 1], the reconstruction run in the precision it was trained in).
    bf16 is within the seed-to-seed spread when |mean(bf16) - mean(fp32)| is at most two standard deviations of
    the fp32 seeds.
 2. Equal wall clock (`--part wall`): the U-Net ddpm for --minutes each in fp32 and in bf16 (each of --seeds, the
@@ -18,12 +22,14 @@ steps.json cover every scored run under --out, so separate invocations (--models
 
     python benchmarks/precision_quality.py --part steps
     python benchmarks/precision_quality.py --part steps --models realnvp,hvae,vqvae,stylegan,gpt
+    python benchmarks/precision_quality.py --part steps --models dae,maf,nsf,vaegan,ldm,vq-ar,consistency
     python benchmarks/precision_quality.py --part wall --minutes 10 --seeds 0
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 from pathlib import Path
@@ -32,6 +38,15 @@ import torch
 
 import genlab
 from genlab.runs import RunDir
+
+
+@dataclasses.dataclass(frozen=True)
+class Parent:
+    """A model option naming MODELS[name]'s fp32 seed-0 run (trained first if missing): a first stage or teacher
+    shared by both precisions, so that only the child's precision differs."""
+
+    name: str
+
 
 # name: (kind, dataset, model options, training options, evaluation)
 IMAGES = "fashion-mnist"
@@ -52,6 +67,22 @@ MODELS = {
     "ae": ("ae", IMAGES, {}, {"steps": 600, "batch_size": 128}, {"metrics": ["recon"], "n": 2000}),
     "cyclegan": ("cyclegan", "mnist5k", {"target": IMAGES}, {"steps": 600, "batch_size": 16},
                  {"metrics": ["fid", "kid"], "n": 1000}),
+    # the kinds built from the blocks above; the slow ones at half the steps or batch
+    "dae": ("dae", IMAGES, {}, {"steps": 600, "batch_size": 128}, {"metrics": ["recon"], "n": 2000}),
+    "vaegan": ("vaegan", IMAGES, {}, {"steps": 300, "batch_size": 128}, {"metrics": ["fid", "kid"], "n": 2000}),
+    "maf": ("maf", "moons", {}, {"steps": 600, "batch_size": 128}, {"metrics": ["nll"], "n": None}),
+    "nsf": ("nsf", "moons", {}, {"steps": 600, "batch_size": 128}, {"metrics": ["nll"], "n": None}),
+    "gated-pixelcnn": ("gated-pixelcnn", IMAGES, {}, {"steps": 300, "batch_size": 64},
+                       {"metrics": ["nll"], "n": 2000}),
+    "vq-ar": ("vq-ar", IMAGES, {"vqvae": Parent("vqvae")}, {"steps": 300, "batch_size": 128},
+              {"metrics": ["fid", "kid"], "n": 1000}),
+    "ldm": ("ldm", IMAGES, {"first_stage": Parent("vqvae")}, {"steps": 300, "batch_size": 64},
+            {"metrics": ["fid", "kid"], "n": 1000, "sample_opts": {"sampler": "ddim", "steps": 20}}),
+    "consistency": ("consistency", IMAGES, {"teacher": Parent("ddpm")}, {"steps": 300, "batch_size": 64},
+                    {"metrics": ["fid", "kid"], "n": 1000}),  # distillation, sampled in one step
+    "progressive": ("progressive", IMAGES, {"teacher": Parent("ddpm"), "start_steps": 8, "min_steps": 2,
+                                            "round_steps": 150}, {"steps": 300, "batch_size": 64},
+                    {"metrics": ["fid", "kid"], "n": 1000}),  # two rounds, 8 -> 4 -> 2 steps; sampled in 2
 }
 
 
@@ -64,11 +95,17 @@ def trained(out: Path, kind: str, dataset: str, opts: dict, train_opts: dict, pr
         return genlab.train(genlab.load(out), genlab.load_dataset(dataset), out=out, resume=True,
                             progress=False, **train_opts).path  # the run's own seed and precision stand
     data = genlab.load_dataset(dataset)
+    opts = {k: str(parent_run(out.parent, v.name)) if isinstance(v, Parent) else v for k, v in opts.items()}
     torch.manual_seed(seed)
     model = genlab.create(kind, data.spec, **opts)
     genlab.train(model, data, out=out, overwrite=out.exists(), seed=seed, precision=precision, progress=False,
                  **train_opts)
     return out
+
+
+def parent_run(root: Path, name: str) -> Path:
+    kind, dataset, opts, train_opts, _ = MODELS[name]
+    return trained(root / f"{name}-fp32-s0", kind, dataset, opts, train_opts, "fp32", 0).resolve()
 
 
 def recon_mse(run: Path, n: int, precision: str) -> float:

@@ -19,9 +19,11 @@ call ends with a synchronisation, and the diffusers rows are left out (they are 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +34,25 @@ import genlab
 from genlab.precision import autocast, cpu_native_bf16
 from genlab.training.trainer import TrainConfig, Trainer
 
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """A model option naming a run directory: `kind` trained for one step on the case's data (a first stage's or
+    a teacher's training does not change what a step or a sample costs)."""
+
+    kind: str
+
+
+@functools.cache
+def parent_run(kind: str, data_name: str) -> str:
+    out = Path(PARENTS.name) / f"{kind}-{data_name}"
+    torch.manual_seed(0)
+    genlab.train(genlab.create(kind, dataset(data_name).spec), dataset(data_name), steps=1, out=out,
+                 precision="fp32", progress=False)
+    return str(out)
+
+
+PARENTS = tempfile.TemporaryDirectory(prefix="precision_speed-")
 # name: (kind, data, model options, batch size, sampling (n, options))
 CASES = {
     "ae (conv)": ("ae", "fashion-mnist", {}, 128, (1000, {})),
@@ -47,6 +68,19 @@ CASES = {
     "glow (flow)": ("glow", "fashion-mnist", {}, 128, (1000, {})),
     "pixelcnn": ("pixelcnn", "fashion-mnist", {}, 128, (16, {})),
     "gpt (text)": ("gpt", "python-docs", {}, 64, (16, {})),
+    # the kinds built from the same blocks as those above
+    "dae": ("dae", "fashion-mnist", {}, 128, (1000, {})),
+    "vaegan": ("vaegan", "fashion-mnist", {}, 128, (1000, {})),
+    "maf (moons)": ("maf", "moons", {}, 128, (1000, {})),
+    "nsf (moons)": ("nsf", "moons", {}, 128, (1000, {})),
+    "gated-pixelcnn": ("gated-pixelcnn", "fashion-mnist", {}, 128, (16, {})),
+    "vq-ar (transformer)": ("vq-ar", "fashion-mnist", {"vqvae": Run("vqvae")}, 128, (250, {})),
+    "ldm (vqvae codes)": ("ldm", "fashion-mnist", {"first_stage": Run("vqvae")}, 128,
+                          (250, {"sampler": "ddim", "steps": 10})),
+    "consistency (CT)": ("consistency", "fashion-mnist", {}, 128, (1000, {"steps": 1})),
+    "consistency (CD)": ("consistency", "fashion-mnist", {"teacher": Run("ddpm")}, 128, (1000, {"steps": 1})),
+    "progressive": ("progressive", "fashion-mnist", {"teacher": Run("ddpm")}, 128,
+                    (1000, {"sampler": "ddim", "steps": 4})),
 }
 SETTINGS = {"fp32": ("fp32", True), "bf16": ("bf16", True), "bf16 contiguous": ("bf16", False)}
 CUDA_SETTINGS = {f"{p}{layout}": (p, not layout) for p in ("fp32", "bf16", "fp16") for layout in ("", " contiguous")}
@@ -77,6 +111,7 @@ def genlab_rates(case: str, precision: str, channels_last: bool, device: str = "
     kind, data_name, opts, default_batch, (default_n, sample_opts) = CASES[case]
     batch, n = batch or default_batch, n or default_n
     data = dataset(data_name)
+    opts = {k: parent_run(v.kind, data_name) if isinstance(v, Run) else v for k, v in opts.items()}
     torch.manual_seed(0)
     model = genlab.create(kind, data.spec, **opts)
     cfg = TrainConfig(steps=10**6, batch_size=batch, precision=precision, channels_last=channels_last,

@@ -323,7 +323,7 @@ def sample(
 
     from .io import write_csv, write_npz
     from .models import load_model
-    from .precision import autocast, resolve
+    from .precision import autocast
     from .report.images import save_samples
     from .training.trainer import resolve_device
 
@@ -331,7 +331,7 @@ def sample(
         raise GenlabError(f"--n must be >= 1, got {n}")
     model = load_model(run, device=str(resolve_device(device)))
     opts = _sample_options(model, opt, ctx.args)
-    precision = resolve(precision, model.device)[0]
+    precision = model.sampling_precision(precision)
     if model.channels_last(precision):  # the faster layout for this model in this precision
         model.to(memory_format=torch.channels_last)
     with autocast(precision, model.device):

@@ -231,3 +231,20 @@ def test_a_bf16_run_resumes_exactly_on_cuda(tmp_path, monkeypatch):
     two = _run(tmp_path, "two", 30, resume=True, precision="bf16", device="cuda")
     assert two.step == 30 and two.precision == "bf16"
     assert _same(one.path, two.path, "model.safetensors") and _same(one.path, two.path, "ema.safetensors")
+
+
+def test_auto_sampling_keeps_fp32_where_a_family_samples_no_faster_in_bf16(fake_cpu):
+    """PixelCNN's per-pixel sampler measured 0.8-0.9x in bf16 (BENCHMARKS.md §18): `auto` samples it in float32,
+    an explicit bf16 is still honoured, and other families follow the hardware."""
+    from genlab.metrics.protocol import draw_samples
+
+    fake_cpu({"avx512_bf16"})
+    data = genlab.load_dataset("digits")
+    pixel = genlab.create("pixelcnn", data.spec, hidden=8, blocks=1)
+    vae = genlab.create("vae", data.spec, channels=(8, 16))
+    assert pixel.generate(2, seed=0).precision == "fp32"
+    assert draw_samples(pixel, 2, precision="auto").precision == "fp32"
+    assert pixel.generate(2, seed=0, precision="bf16").precision == "bf16"
+    assert vae.generate(2, seed=0).precision == "bf16"
+    fake_cpu(set())
+    assert vae.generate(2, seed=0).precision == "fp32"

@@ -192,7 +192,6 @@ def draw_samples(model, n: int, seed: int = 0, batch_size: int | None = None, pr
     labels, the cost per sample over all batches). opts are the model's sampling options (`genlab models` lists them);
     batch_size defaults to the model's choice for them; precision: what the networks run in (genlab.precision)."""
     from ..models.base import Cost, Samples
-    from ..precision import resolve
 
     by_class = model.conditioning == "class" or (model.conditioning == "text" and opts.get("prompt") is None)
     labels = torch.arange(n) % model.spec.num_classes if by_class else None  # text: each class's caption
@@ -206,7 +205,7 @@ def draw_samples(model, n: int, seed: int = 0, batch_size: int | None = None, pr
         cost.nfe += s.cost.nfe * m / n
         cost.candidates += s.cost.candidates * m / n
         cost.seconds += s.cost.seconds
-    return Samples(torch.cat(chunks), labels, cost, model.sample_options(**opts), resolve(precision, model.device)[0])
+    return Samples(torch.cat(chunks), labels, cost, model.sample_options(**opts), model.sampling_precision(precision))
 
 
 def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None, n: int | None = None,
@@ -218,7 +217,6 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
     k: importance samples of the IWAE bound; sample_opts: the model's sampling options (sampler, steps, ...);
     precision: what the networks run in while drawing the samples (auto | fp32 | bf16 | fp16; the feature
     extractor and likelihoods are float32 in every case)."""
-    from ..precision import resolve
     from ..runs import RunDir
     from ..training.trainer import resolve_device
 
@@ -227,7 +225,7 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
     model = rd.model(device=dev)
     sample_opts = dict(sample_opts or {})
     model.sample_options(**sample_opts)  # a bad option fails before any work
-    precision = resolve(precision, model.device)[0]
+    precision = model.sampling_precision(precision)
     if model.channels_last(precision):  # NHWC convolutions are about 1.25x faster on CPU (as in training)
         model.to(memory_format=torch.channels_last)
     data = model.output_data(rd.data)
