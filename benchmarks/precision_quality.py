@@ -22,7 +22,8 @@ steps.json cover every scored run under --out, so separate invocations (--models
 
     python benchmarks/precision_quality.py --part steps
     python benchmarks/precision_quality.py --part steps --models realnvp,hvae,vqvae,stylegan,gpt
-    python benchmarks/precision_quality.py --part steps --models dae,maf,nsf,vaegan,ldm,vq-ar,consistency
+    python benchmarks/precision_quality.py --part steps --models dae,maf,nsf,ldm,vq-ar,consistency,progressive
+    python benchmarks/precision_quality.py --part steps --models vaegan,gated-pixelcnn
     python benchmarks/precision_quality.py --part wall --minutes 10 --seeds 0
 """
 

@@ -36,11 +36,14 @@ from genlab.training.trainer import TrainConfig, Trainer
 
 
 @dataclasses.dataclass(frozen=True)
-class Run:
+class Parent:
     """A model option naming a run directory: `kind` trained for one step on the case's data (a first stage's or
     a teacher's training does not change what a step or a sample costs)."""
 
     kind: str
+
+
+PARENTS = tempfile.TemporaryDirectory(prefix="precision_speed-")
 
 
 @functools.cache
@@ -52,7 +55,6 @@ def parent_run(kind: str, data_name: str) -> str:
     return str(out)
 
 
-PARENTS = tempfile.TemporaryDirectory(prefix="precision_speed-")
 # name: (kind, data, model options, batch size, sampling (n, options))
 CASES = {
     "ae (conv)": ("ae", "fashion-mnist", {}, 128, (1000, {})),
@@ -74,12 +76,12 @@ CASES = {
     "maf (moons)": ("maf", "moons", {}, 128, (1000, {})),
     "nsf (moons)": ("nsf", "moons", {}, 128, (1000, {})),
     "gated-pixelcnn": ("gated-pixelcnn", "fashion-mnist", {}, 128, (16, {})),
-    "vq-ar (transformer)": ("vq-ar", "fashion-mnist", {"vqvae": Run("vqvae")}, 128, (250, {})),
-    "ldm (vqvae codes)": ("ldm", "fashion-mnist", {"first_stage": Run("vqvae")}, 128,
+    "vq-ar (transformer)": ("vq-ar", "fashion-mnist", {"vqvae": Parent("vqvae")}, 128, (250, {})),
+    "ldm (vqvae codes)": ("ldm", "fashion-mnist", {"first_stage": Parent("vqvae")}, 128,
                           (250, {"sampler": "ddim", "steps": 10})),
     "consistency (CT)": ("consistency", "fashion-mnist", {}, 128, (1000, {"steps": 1})),
-    "consistency (CD)": ("consistency", "fashion-mnist", {"teacher": Run("ddpm")}, 128, (1000, {"steps": 1})),
-    "progressive": ("progressive", "fashion-mnist", {"teacher": Run("ddpm")}, 128,
+    "consistency (CD)": ("consistency", "fashion-mnist", {"teacher": Parent("ddpm")}, 128, (1000, {"steps": 1})),
+    "progressive": ("progressive", "fashion-mnist", {"teacher": Parent("ddpm")}, 128,
                     (1000, {"sampler": "ddim", "steps": 4})),
 }
 SETTINGS = {"fp32": ("fp32", True), "bf16": ("bf16", True), "bf16 contiguous": ("bf16", False)}
@@ -111,7 +113,7 @@ def genlab_rates(case: str, precision: str, channels_last: bool, device: str = "
     kind, data_name, opts, default_batch, (default_n, sample_opts) = CASES[case]
     batch, n = batch or default_batch, n or default_n
     data = dataset(data_name)
-    opts = {k: parent_run(v.kind, data_name) if isinstance(v, Run) else v for k, v in opts.items()}
+    opts = {k: parent_run(v.kind, data_name) if isinstance(v, Parent) else v for k, v in opts.items()}
     torch.manual_seed(0)
     model = genlab.create(kind, data.spec, **opts)
     cfg = TrainConfig(steps=10**6, batch_size=batch, precision=precision, channels_last=channels_last,

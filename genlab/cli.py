@@ -180,8 +180,8 @@ def train(
               f"{run.path}")
 
 
-PRECISION_HELP = ("auto (bf16 where the CPU or GPU computes it natively, else fp32) | fp32 | bf16 | fp16 (CUDA); "
-                  "what the networks run in")
+PRECISION_HELP = ("auto (bf16 where the CPU or GPU computes it natively, else fp32; a kind whose sampler is no "
+                  "faster in bf16 samples in fp32) | fp32 | bf16 | fp16 (CUDA); what the networks run in")
 SAMPLE_OPTS_HELP = ("a sampling option of the model's kind, key=value; repeatable. Each also has a flag of its "
                     "own: --KEY VALUE (e.g. --steps 20). `genlab models KIND` lists them")
 OPEN_OPTIONS = {"allow_extra_args": True, "ignore_unknown_options": True}  # --KEY VALUE for sampling options

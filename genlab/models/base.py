@@ -136,6 +136,8 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
     task: ClassVar[str] = "generate"  # generate: samples from noise | translate: maps given inputs
     data_kinds: ClassVar[tuple[str, ...]] = ("image", "vector", "table")  # the DataSpec kinds it models
     log_prob_type: ClassVar[str] = ""  # "exact" or "bound" where log_prob exists
+    # whether sampling gains from bf16/fp16: False keeps `auto` sampling in float32 (see sampling_precision)
+    samples_faster_in_low_precision: ClassVar[bool] = True
     phases: tuple[tuple[str, int], ...] = (("model", 1),)
     # The Trainer's exponential moving average of this model's weights: {state_dict key: tensor}, the same keys,
     # shapes and device as state_dict(), updated in place after every iteration (so during the forward of step
@@ -281,8 +283,6 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
         images yes by default (conv nets train 1.1-1.5x faster on CPU, docs/BENCHMARKS.md); a family whose
         network measures otherwise says so."""
         return self.spec.is_image
-
-    samples_faster_in_low_precision = True  # a family whose sampler measures otherwise says False
 
     def sampling_precision(self, precision: str) -> str:
         """What sampling runs in for the option `precision` (auto | fp32 | bf16 | fp16): genlab.precision.resolve's
