@@ -77,6 +77,7 @@ CASES = {
     "nsf (moons)": ("nsf", "moons", {}, 128, (1000, {})),
     "gated-pixelcnn": ("gated-pixelcnn", "fashion-mnist", {}, 128, (16, {})),
     "vq-ar (transformer)": ("vq-ar", "fashion-mnist", {"vqvae": Parent("vqvae")}, 128, (250, {})),
+    "vq-ar (pixelcnn)": ("vq-ar", "fashion-mnist", {"vqvae": Parent("vqvae"), "prior": "pixelcnn"}, 128, (250, {})),
     "ldm (vqvae codes)": ("ldm", "fashion-mnist", {"first_stage": Parent("vqvae")}, 128,
                           (250, {"sampler": "ddim", "steps": 10})),
     "consistency (CT)": ("consistency", "fashion-mnist", {}, 128, (1000, {"steps": 1})),
