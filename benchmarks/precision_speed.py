@@ -77,6 +77,8 @@ CASES = {
     "nsf (moons)": ("nsf", "moons", {}, 128, (1000, {})),
     "gated-pixelcnn": ("gated-pixelcnn", "fashion-mnist", {}, 128, (16, {})),
     "vq-ar (transformer)": ("vq-ar", "fashion-mnist", {"vqvae": Parent("vqvae")}, 128, (250, {})),
+    "vq-ar (transformer uncached)": ("vq-ar", "fashion-mnist", {"vqvae": Parent("vqvae")}, 128,
+                                     (250, {"cached": False})),
     "vq-ar (pixelcnn)": ("vq-ar", "fashion-mnist", {"vqvae": Parent("vqvae"), "prior": "pixelcnn"}, 128, (250, {})),
     "ldm (vqvae codes)": ("ldm", "fashion-mnist", {"first_stage": Parent("vqvae")}, 128,
                           (250, {"sampler": "ddim", "steps": 10})),

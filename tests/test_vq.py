@@ -128,6 +128,20 @@ def test_cached_pixelcnn_prior_samples_equal_naive(priors):
     assert torch.equal(a, model.sample(6, seed=3, labels=labels, cached=False, precision="fp32"))
 
 
+def test_transformer_prior_key_value_cache_equals_the_full_forward(priors):
+    model = genlab.load(priors["transformer"]).eval()
+    net = model.net
+    codes = torch.randint(0, model.K, (5, 16))
+    with torch.no_grad():
+        full = net(codes)
+        cache = [{} for _ in net.blocks]
+        steps = torch.stack([net.next_logits(codes, t, None, cache) for t in range(16)], 1)
+    torch.testing.assert_close(steps, full, rtol=1e-5, atol=1e-5)
+    assert cache[0]["k"].shape[2] == 16  # every position computed once
+    assert torch.equal(model.sample(8, seed=4, precision="fp32"),
+                       model.sample(8, seed=4, cached=False, precision="fp32"))
+
+
 def test_a_prior_needs_a_vqvae_run(tmp_path, cli, digits_vq):
     data = genlab.load_dataset("digits")
     torch.manual_seed(0)

@@ -5,7 +5,8 @@ p(c) = prod_t p(c_t | c_<t) over the h*w codes in raster order; sampling draws t
 VQ-VAE decodes them. Images are cut into codes, not pixels, because the sequence is then short: a 7x7 grid is 49
 steps where pixels are 784.
 
-prior=transformer: a decoder-only transformer (genlab.nn.transformer, nanoGPT-style blocks);
+prior=transformer: a decoder-only transformer (genlab.nn.transformer, nanoGPT-style blocks; sampled with a
+key/value cache);
 prior=pixelcnn: a Gated PixelCNN over the grid of code embeddings (genlab.nn.pixelcnn, cached sampling).
 The prior's NLL is over codes (nats per image, bits per code), not a likelihood of the image: this kind has no
 `log_prob`; `prior_nll` gives it.
@@ -51,8 +52,9 @@ class VQARConfig:
 
 @dataclass
 class VQARSampleOptions(PixelSampleOptions):
-    """temperature: each code's distribution raised to 1/T and renormalised (< 1 sharper); cached: prior=pixelcnn
-    only (the transformer re-runs on the codes so far)."""
+    """temperature: each code's distribution raised to 1/T and renormalised (< 1 sharper); cached: the PixelCNN's
+    cached per-position computation, or the transformer's key/value cache; false re-runs the prior on the codes
+    so far for each code (the same samples in float32)."""
 
 
 class VQAR(GenerativeModel):
@@ -118,13 +120,17 @@ class VQAR(GenerativeModel):
         h, w = self.grid
         u = torch.rand((n, h * w), generator=generator(seed)).to(self.device)
         codes = torch.zeros(n, h * w, dtype=torch.long, device=self.device)
-        step = None
+        step = cache = None
         if self.config.prior == "pixelcnn" and options.cached:
             step = self.net.stepper(torch.zeros(n, self.config.dim, h, w, device=self.device), labels)
+        if self.config.prior == "transformer" and options.cached:
+            cache = [{} for _ in self.net.blocks]  # keys and values of the codes written so far
         with progress_bar(progress, h * w, f"{self.kind} sampling") as tick:
             for t in range(h * w):
                 i, j = divmod(t, w)
-                if self.config.prior == "transformer":
+                if cache is not None:
+                    logits = self.net.next_logits(codes, t, labels, cache)
+                elif self.config.prior == "transformer":
                     logits = self.net(codes[:, :t + 1], labels)[:, t]
                 elif step is not None:
                     logits = step.at(i, j)

@@ -23,10 +23,18 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x):
+    def forward(self, x, cache: dict | None = None):
+        """cache (incremental decoding): a dict this layer keeps its keys and values in; x is then the whole
+        sequence on the first call and one new position per call after it."""
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal,
+        if cache is not None:
+            if "k" in cache:  # one new position: it attends to every cached one and itself
+                if T != 1:
+                    raise ValueError("after the first call a cached attention takes one position at a time")
+                k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
+            cache["k"], cache["v"] = k, v
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal and T > 1,
                                              dropout_p=self.dropout if self.training else 0.0)
         return self.proj(out.transpose(1, 2).reshape(B, T, D))
 
@@ -91,9 +99,9 @@ class Block(nn.Module):
         """The cross-attention residual where the block has one and a prompt is given (text: a TextCond)."""
         return x if self.cross is None or text is None else x + self.cross(self.ln3(x), text.tokens, text.mask)
 
-    def forward(self, x, c=None, text=None):
+    def forward(self, x, c=None, text=None, cache: dict | None = None):
         if self.ada is None:
-            x = self._cross(x + self.attn(self.ln1(x)), text)
+            x = self._cross(x + self.attn(self.ln1(x), cache), text)
             return x + self.mlp(self.ln2(x))
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=1)
         x = self._cross(x + gate1[:, None] * self.attn(modulate(self.ln1(x), shift1, scale1)), text)
@@ -139,3 +147,17 @@ class CausalTransformer(nn.Module):
         for block in self.blocks:
             h = block(h)
         return self.head(self.ln(h))
+
+    def next_logits(self, tokens: torch.Tensor, t: int, y: torch.Tensor | None, cache: list[dict]) -> torch.Tensor:
+        """Logits (B, vocab) of token t of `tokens` (B, L), the sequence being written, given its tokens < t. Only
+        token t - 1 is read: the keys and values of the positions before it are in `cache` (one dict per block,
+        empty at t = 0), so writing L tokens runs L positions, not L^2 / 2; equal to forward's logits at t up to
+        rounding."""
+        if t == 0:
+            h = self.start(y if y is not None else tokens.new_zeros(len(tokens)))
+        else:
+            h = self.tok(tokens[:, t - 1])
+        h = (h + self.pos[t])[:, None]
+        for block, kv in zip(self.blocks, cache, strict=True):
+            h = block(h, cache=kv)
+        return self.head(self.ln(h))[:, 0]
