@@ -486,7 +486,7 @@ class Trainer:
                 self._write_text_samples()
                 return
             n = 64 if self.model.spec.is_image else 1000
-            x = self.model.sample(n, seed=self.cfg.seed, precision=self.model.sampling_precision(self.cfg.precision))
+            x = self.model.sample(n, seed=self.cfg.seed, precision=self.cfg.precision)  # the model's sampling choice
             ref = self.dataset.take(torch.arange(min(2000, self.n)))[0] if self.model.spec.dims == 2 else None
             save_samples(x.cpu(), self.model.spec, self.run / "samples" / f"step_{self.step:07d}.png", ref,
                          f"step {self.step}")
@@ -497,8 +497,7 @@ class Trainer:
         from ..io import atomic_write_bytes
 
         try:
-            x = self.model.sample(4, seed=self.cfg.seed, precision=self.model.sampling_precision(self.cfg.precision),
-                                  length=120)
+            x = self.model.sample(4, seed=self.cfg.seed, precision=self.cfg.precision, length=120)
         except GenlabError:
             return
         text = "\n\n----\n\n".join(self.model.spec.to_original(x))
