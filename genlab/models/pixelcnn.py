@@ -12,7 +12,7 @@ slow" of the notes. By default each step uses cached computation (genlab.nn.pixe
 whole network per pixel, the naive way, and gives the same samples for the same seed (in float32 on a CPU; where
 the two paths round differently, e.g. bf16 or TF32 convolutions, a level can rarely flip and the rest follow).
 Under `precision=auto` sampling stays in float32: the cached sampler's small per-pixel convolutions ran 0.80-0.92x
-as fast in bf16 as in float32 on a Zen 5 CPU (docs/BENCHMARKS.md §18); training gains 2-2.6x and uses bf16.
+as fast in bf16 as in float32 on a Zen 5 CPU (docs/BENCHMARKS.md §18); training gains 1.9-2.6x and uses bf16.
 """
 
 from __future__ import annotations
