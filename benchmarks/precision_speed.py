@@ -70,6 +70,7 @@ CASES = {
     "glow (flow)": ("glow", "fashion-mnist", {}, 128, (1000, {})),
     "pixelcnn": ("pixelcnn", "fashion-mnist", {}, 128, (16, {})),
     "gpt (text)": ("gpt", "python-docs", {}, 64, (16, {})),
+    "gpt (text uncached)": ("gpt", "python-docs", {}, 64, (16, {"cached": False})),
     # the kinds built from the same blocks as those above
     "dae": ("dae", "fashion-mnist", {}, 128, (1000, {})),
     "vaegan": ("vaegan", "fashion-mnist", {}, 128, (1000, {})),
