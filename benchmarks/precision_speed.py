@@ -139,9 +139,11 @@ def genlab_rates(case: str, precision: str, channels_last: bool, device: str = "
     return train, sample
 
 
-def diffusers_rates(precision: str, channels_last: bool) -> tuple[float, float]:
-    from diffusers import DDIMScheduler, DDPMScheduler
-    from diffusion_vs_diffusers import diffusers_sample, diffusers_unet
+def diffusers_train_step(precision: str, channels_last: bool):
+    """(model, step, batch): diffusers' UNet2DModel (the same architecture as genlab's, §10) and one training step
+    of it on a Fashion-MNIST batch of 128 under autocast to `precision` (forward, loss, backward, AdamW)."""
+    from diffusers import DDPMScheduler
+    from diffusion_vs_diffusers import diffusers_unet
 
     torch.manual_seed(0)
     model = diffusers_unet()
@@ -162,7 +164,15 @@ def diffusers_rates(precision: str, channels_last: bool) -> tuple[float, float]:
         loss.backward()
         opt.step()
 
-    train = timed_rate(step, len(x))
+    return model, step, len(x)
+
+
+def diffusers_rates(precision: str, channels_last: bool) -> tuple[float, float]:
+    from diffusers import DDIMScheduler
+    from diffusion_vs_diffusers import diffusers_sample
+
+    model, step, batch = diffusers_train_step(precision, channels_last)
+    train = timed_rate(step, batch)
     model.eval()
 
     def sample():

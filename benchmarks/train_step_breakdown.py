@@ -8,8 +8,12 @@ the EMA as one `lerp_` per tensor and (on CUDA) PyTorch's default unfused AdamW,
 and the whole step without the finiteness check's wait.
 On a GPU, a step whose sections add up to much more than the GPU's own work is launch-bound: precision cannot help
 it, fewer and larger kernels can.
+`--ops` (CPU) also profiles the whole step and reports the share of its operator time spent in convolutions,
+forward and backward, beside diffusers' UNet2DModel step (`--diffusers`, the same architecture, §10): what no
+change outside the convolutions' kernels can buy.
 
     python benchmarks/train_step_breakdown.py --device cuda --batch 128,2048 --precisions fp32,bf16
+    python benchmarks/train_step_breakdown.py --precisions bf16 --ops --diffusers
 """
 
 from __future__ import annotations
@@ -40,7 +44,26 @@ def timed(fn, reps: int, sync) -> float:
     return (time.perf_counter() - t0) / reps * 1e3
 
 
-def breakdown(kind: str, data, batch: int, precision: str, device: str, reps: int) -> dict[str, float]:
+def op_shares(fn, reps: int) -> dict[str, float]:
+    """Milliseconds per call of fn's operators (torch.profiler's self CPU times summed, after two warm-up calls),
+    of them in convolutions (forward and backward), the convolutions' share, and the three costliest others."""
+    from torch.profiler import ProfilerActivity, profile
+
+    for _ in range(2):
+        fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(reps):
+            fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) / 1e3 / reps
+    conv = sum(e.self_cpu_time_total for e in events if "convolution" in e.key.lower()) / 1e3 / reps
+    others = sorted((e for e in events if "convolution" not in e.key.lower()), key=lambda e: -e.self_cpu_time_total)
+    return {"operators": total, "convolutions": conv, "convolution share": conv / total,
+            **{f"other: {e.key}": e.self_cpu_time_total / 1e3 / reps for e in others[:3]}}
+
+
+def breakdown(kind: str, data, batch: int, precision: str, device: str, reps: int,
+              ops: bool = False) -> dict[str, float]:
     torch.manual_seed(0)
     model = genlab.create(kind, data.spec)
     cfg = TrainConfig(steps=10**6, batch_size=batch, precision=precision, device=device, progress=False,
@@ -56,6 +79,8 @@ def breakdown(kind: str, data, batch: int, precision: str, device: str, reps: in
         tr.step += 1
 
     out = {"step (as trained)": timed(whole, reps, sync)}
+    if ops:
+        out.update({f"profiled: {k}": v for k, v in op_shares(whole, reps).items()})
     guard = tr._guard
     tr._guard = lambda loss, phase: None
     out["step without the finiteness wait"] = timed(whole, reps, sync)
@@ -119,13 +144,26 @@ def main() -> None:
     ap.add_argument("--batch", default="128", help="comma-separated batch sizes")
     ap.add_argument("--precisions", default="fp32,bf16")
     ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--ops", action="store_true", help="profile the step: its convolutions' share (CPU)")
+    ap.add_argument("--diffusers", action="store_true", help="with --ops: diffusers' UNet2DModel step too")
     ap.add_argument("--out", type=Path, default=Path("runs/train_step_breakdown.json"))
     args = ap.parse_args()
     data = genlab.load_dataset(args.data)
     results = {}
+    if args.ops and args.diffusers:
+        from precision_speed import diffusers_train_step
+
+        for precision in args.precisions.split(","):
+            for layout in ("contiguous", "channels_last"):
+                _, step, batch = diffusers_train_step(precision, layout == "channels_last")
+                r = {"step": timed(step, args.reps, lambda: None), **op_shares(step, args.reps)}
+                results[f"diffusers UNet2DModel, batch {batch}, {precision}, {layout}"] = r
+                print(f"\ndiffusers UNet2DModel, batch {batch}, {precision}, {layout} (ms per step):", flush=True)
+                for k, v in r.items():
+                    print(f"  {k:34s} {v:8.2f}", flush=True)
     for batch in (int(b) for b in args.batch.split(",")):
         for precision in args.precisions.split(","):
-            r = breakdown(args.kind, data, batch, precision, args.device, args.reps)
+            r = breakdown(args.kind, data, batch, precision, args.device, args.reps, args.ops)
             results[f"batch {batch}, {precision}"] = r
             print(f"\n{args.kind} on {args.device}, batch {batch}, {precision} (ms per step):", flush=True)
             sections = sum(r[k] for k in SECTIONS)
