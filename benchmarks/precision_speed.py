@@ -12,6 +12,9 @@ fastest bf16 setting are counted.
     python benchmarks/precision_speed.py --reps 3 --out runs/precision_speed.json
     python benchmarks/precision_speed.py --device cuda --reps 2 --cases "ae (conv),vae (conv),ddpm (U-Net),gan (DCGAN)"
 
+`--threads 1,2` times every setting at each thread count in the same rounds (torch.set_num_threads), the rows
+named "case @N threads".
+
 On CUDA, fp16 (with its gradient scaler) joins the settings, every setting is timed in both layouts, each timed
 call ends with a synchronisation, and the diffusers rows are left out (they are the CPU comparison).
 """
@@ -192,9 +195,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0, help="the least time each setting is timed for")
     ap.add_argument("--batch", type=int, help="the training batch of every case (default: each case's own)")
     ap.add_argument("--sample-n", type=int, help="the images sampled per timed call (default: each case's own)")
+    ap.add_argument("--threads", default="", help="comma-separated thread counts (default: torch's own)")
     ap.add_argument("--out", type=Path, default=Path("runs/precision_speed.json"))
     args = ap.parse_args()
     cases = [c for c in args.cases.split(",") if c]
+    threads, default_threads = [int(t) for t in args.threads.split(",") if t], torch.get_num_threads()
+    if threads:  # each case at each thread count: "case @N threads"
+        cases = [f"{c} @{t} threads" for c in cases for t in threads]
     on_cuda = torch.device(args.device).type == "cuda"
     settings = CUDA_SETTINGS if on_cuda else SETTINGS
     jobs = [(c, s) for c in cases for s in settings]
@@ -204,13 +211,19 @@ def main() -> None:
     for rep in range(args.reps):  # alternating: every setting once per round
         for case, setting in jobs:
             prec, cl = setting.split()[0], not setting.endswith("contiguous")
+            if " @" in case:
+                case_name, n_threads = case.split(" @")
+                torch.set_num_threads(int(n_threads.split()[0]))
+            else:
+                case_name = case
+                torch.set_num_threads(default_threads)
             r = diffusers_rates(prec, cl) if case.startswith("diffusers") else genlab_rates(
-                case, prec, cl, args.device, args.seconds, args.batch, args.sample_n)
+                case_name, prec, cl, args.device, args.seconds, args.batch, args.sample_n)
             rates[(case, setting)].append(r)
             print(f"round {rep + 1}: {case:22s} {setting:16s} train {r[0]:7.1f} img/s  sample {r[1]:8.1f} img/s",
                   flush=True)
     med = {f"{c} | {s}": [statistics.median(v[i] for v in r) for i in (0, 1)] for (c, s), r in rates.items()}
-    result = {"batch": args.batch, "sample_n": args.sample_n, "threads": torch.get_num_threads(),
+    result = {"batch": args.batch, "sample_n": args.sample_n, "threads": threads or default_threads,
               "torch": torch.__version__, "cpu_bf16_flag": cpu_native_bf16(),
               "device": torch.cuda.get_device_name() if on_cuda else "cpu", "reps": args.reps, "median_img_s": med}
     args.out.parent.mkdir(parents=True, exist_ok=True)
