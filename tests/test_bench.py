@@ -97,7 +97,7 @@ def test_bad_input_is_one_line(tmp_path, capsys):
         ([*base, "--minutes", "1", "--kinds", "pixelcnn", "--out", str(tmp_path / "a")], "not a representative"),
         (["bench", "trilemma", "--data", "nope", "--minutes", "1"], "unknown dataset"),
         ([*base, "--minutes", "1", "--metrics", "modes,nll", "--out", str(tmp_path / "a")],
-         "nll does not apply to ddpm on gaussians25"),
+         "nll does not apply to gan on gaussians25"),
         ([*base, "--minutes", "1", "--metrics", "fidd", "--out", str(tmp_path / "a")], "unknown metric 'fidd'"),
         ([*base, "--minutes", "1", "--n", "1", "--out", str(tmp_path / "a")], "--n must be >= 2"),
         ([*base, "--minutes", "1", "--kinds", ",", "--out", str(tmp_path / "a")], "--kinds is empty"),

@@ -172,7 +172,7 @@ def likelihood(model, dataset, k: int = 100, n: int | None = None, batch_size: i
     model.eval()
     torch.manual_seed(seed)
     out: dict[str, Any] = {"n": count, "dims": model.spec.dims, "type": model.log_prob_type}
-    for kk in ([1, k] if model.log_prob_type == "bound" and k > 1 else [1]):
+    for kk in ([1, k] if model.log_prob_type == "bound" and model.bound_tightens_with_k and k > 1 else [1]):
         total = 0.0
         for x, y in chunks(dataset, batch_size, count):
             xb = x.to(model.device)

@@ -97,6 +97,8 @@ class Consistency(DDPM):
     kind = "consistency"
     Config = ConsistencyConfig
     SampleOptions = ConsistencySampleOptions
+    log_prob_type = ""
+    log_prob = GenerativeModel.log_prob  # a consistency function is not a reverse-step model: no variational bound
 
     def __init__(self, spec, config: ConsistencyConfig):
         if config.teacher:  # CD: the student is built as the teacher (its denoiser, target, schedule, classes)

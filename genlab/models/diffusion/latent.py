@@ -41,6 +41,8 @@ class LDMConfig(DiffusionConfig):
 class LDM(DDPM):
     kind = "ldm"
     Config = LDMConfig
+    log_prob_type = ""
+    log_prob = GenerativeModel.log_prob  # the bound would be on the codes, not on the images
 
     def diffusion_space(self) -> DataSpec:
         first = self.component("first_stage")

@@ -66,6 +66,8 @@ def distillation_target(z_t: torch.Tensor, z_s: torch.Tensor, a_t: float, a_s: f
 class Progressive(DDPM):
     kind = "progressive"
     Config = ProgressiveConfig
+    log_prob_type = ""
+    log_prob = GenerativeModel.log_prob  # the student walks a few-step chain: no bound over the T-step one
 
     def __init__(self, spec, config: ProgressiveConfig):
         super().__init__(spec, as_teacher(config, "progressive distillation"))
