@@ -1,8 +1,8 @@
 """Exact likelihoods on Fashion-MNIST, one table: realnvp, glow, pixelcnn, gated-pixelcnn, the VAE's IWAE bound and
 the ddpm's variational bound, each trained for the same wall-clock minutes, with parameters, training throughput,
 test bits/dim and sampling seconds per image; PixelCNN's cached against naive sampling; PixelCNN on binarised
-mnist5k in nats. Run by hand,
-one part at a time (2 CPU cores: never two at once); results go to docs/BENCHMARKS.md.
+mnist5k in nats. Run by hand, one part at a time (2 CPU cores: never two at once); results go to
+docs/BENCHMARKS.md.
 
     python benchmarks/likelihood_fashion.py --part table --minutes 5 --out runs/lik_fm
     python benchmarks/likelihood_fashion.py --part sampling --out runs/lik_fm
