@@ -73,12 +73,12 @@ def test_unknown_names_list_the_registered_ones():
 
 
 def test_sampler_registry_names_objects_with_timesteps_and_step():
-    assert list(SAMPLERS) == ["ddpm", "ddim", "dpm++"]
+    assert list(SAMPLERS) == ["ddpm", "ddim", "dpm++", "plms"]
     for name in SAMPLERS:
         s = sampler_class(name)(eta=0.5)
         assert isinstance(s, Sampler) and s.name == name
         assert s.timesteps(1000, 4) == timesteps(1000, 4) == [999, 749, 499, 249]
-    assert [sampler_class(n)(eta=0.5).needs_noise for n in SAMPLERS] == [True, True, False]
+    assert [sampler_class(n)(eta=0.5).needs_noise for n in SAMPLERS] == [True, True, False, False]
     assert not sampler_class("ddim")(eta=0.0).needs_noise
 
 

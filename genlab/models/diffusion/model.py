@@ -54,7 +54,7 @@ def check_arch(arch: str) -> None:
 class SamplerDefaults:
     """The `sampler` section: how `sample` runs when not told otherwise."""
 
-    name: str = "ddim"  # ddpm | ddim | dpm++
+    name: str = "ddim"  # ddpm | ddim | dpm++ | plms
     steps: int = 50  # network-evaluation steps
     eta: float = 0.0  # ddim noise: 0 deterministic, 1 ddpm-like
     guidance: float = 1.0  # conditional models: 0 uncond., 1 cond., > 1 guided
@@ -106,7 +106,7 @@ class DiffusionConfig:
 @dataclass
 class DiffusionSampleOptions:
     prompt: str | None = None  # text-conditioned models: what to draw ("" unconditional; default: class captions)
-    sampler: str | None = None  # ddpm | ddim | dpm++ (default: the model's `sampler.name`)
+    sampler: str | None = None  # ddpm | ddim | dpm++ | plms (default: the model's `sampler.name`)
     steps: int | None = None  # network-evaluation steps, 1..T (default: the model's `sampler.steps`)
     guidance: float | None = None  # conditional models: 0 unconditional, 1 conditional, > 1 guided
     eta: float | None = None  # ddim noise: 0 deterministic .. 1 ddpm-like
@@ -332,7 +332,7 @@ class DDPM(GenerativeModel):
 
     @torch.no_grad()
     def _sample(self, n, *, seed, labels, options: DiffusionSampleOptions, progress):
-        """(n, *shape) samples with `sampler` (ddpm | ddim | dpm++) in `steps` steps; for conditional models
+        """(n, *shape) samples with `sampler` (ddpm | ddim | dpm++ | plms) in `steps` steps; for conditional models
         `guidance` w (0 unconditional, 1 conditional, > 1 guided) and labels (default: every class in turn)."""
         o = options
         labels, w, sampler, steps = self._options(labels, o.guidance, o.sampler, o.steps, o.eta, n)

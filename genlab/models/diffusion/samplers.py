@@ -17,6 +17,8 @@ network evaluation (two with guidance).
 - `dpm++`: DPM-Solver++(2M) in the data-prediction form (Lu et al. 2022), second order from the second step
   to the last but one; the last step, by far the longest in log-SNR, is first order (as diffusers'
   lower_order_final), since the second-order extrapolation overshoots there.
+- `plms`: pseudo linear multistep (Liu et al. 2022), DDIM's transfer with a fourth-order Adams-Bashforth
+  combination of the last four eps estimates.
 """
 
 from __future__ import annotations
@@ -123,7 +125,33 @@ class DPMSolverPP2M(Sampler):
         return (sig_prev / sig) * x - alpha_prev * math.expm1(-h) * d
 
 
-SAMPLERS: dict[str, type[Sampler]] = {c.name: c for c in (DDPMSampler, DDIMSampler, DPMSolverPP2M)}
+class PLMS(Sampler):
+    """Pseudo linear multistep (Liu et al. 2022, PNDM's PLMS; Stable Diffusion's `plms`): DDIM's deterministic
+    transfer x_s = sqrt(abar_s) x0' + sqrt(1 - abar_s) eps', where eps' is the fourth-order Adams-Bashforth
+    combination of this timestep's eps_hat and the previous three, (55 e_0 - 59 e_1 + 37 e_2 - 9 e_3) / 24, and
+    x0' the x0 that eps' implies at x_t. While fewer than four are kept, the lower orders: e_0, then
+    (3 e_0 - e_1) / 2, then (23 e_0 - 16 e_1 + 5 e_2) / 12 (PNDM starts with Runge-Kutta steps instead, at
+    three extra network evaluations each; this keeps one per step)."""
+
+    name = "plms"
+    COEFFS = ((1.0,), (1.5, -0.5), (23 / 12, -16 / 12, 5 / 12), (55 / 24, -59 / 24, 37 / 24, -9 / 24))
+
+    def reset(self) -> None:
+        self._eps: list[torch.Tensor] = []  # eps_hat of the timesteps visited, newest first (at most 4)
+        self._a: float | None = None
+
+    def step(self, x, x0, eps, a, a_prev, noise=None, final=False):
+        if self._a == a:  # a repeat of the same timestep (RePaint): replace its eps
+            self._eps[0] = eps
+        else:
+            self._eps = [eps, *self._eps[:3]]
+            self._a = a
+        e = sum(c * past for c, past in zip(self.COEFFS[len(self._eps) - 1], self._eps, strict=True))
+        x0 = (x - (1 - a) ** 0.5 * e) / a**0.5
+        return x0 if a_prev >= 1.0 else a_prev**0.5 * x0 + (1 - a_prev) ** 0.5 * e
+
+
+SAMPLERS: dict[str, type[Sampler]] = {c.name: c for c in (DDPMSampler, DDIMSampler, DPMSolverPP2M, PLMS)}
 
 
 def sampler_class(name: str) -> type[Sampler]:
