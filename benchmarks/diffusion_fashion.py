@@ -4,6 +4,7 @@ several classifier-free guidance weights (classifier accuracy, FID). All rows of
 the same seed. Run by hand:
 
     python benchmarks/diffusion_fashion.py samplers --run runs/ddpm-fashion --n 128
+    python benchmarks/diffusion_fashion.py samplers --run runs/ddpm-fashion --n 2000 --rows ddim:10,plms:10
     python benchmarks/diffusion_fashion.py guidance --run runs/ddpm-fashion-cond --n 1000
 (train the runs first, e.g. genlab train ddpm --data fashion-mnist --minutes 15 --out runs/ddpm-fashion)
 """
@@ -22,7 +23,7 @@ from genlab.metrics.protocol import draw_samples, evaluate_samples
 from genlab.report.images import save_grid
 
 SAMPLER_ROWS = (("ddpm", 1000), ("ddim", 100), ("ddim", 50), ("ddim", 20), ("ddim", 10), ("dpm++", 20),
-                ("dpm++", 10))
+                ("dpm++", 10), ("plms", 20), ("plms", 10))
 GUIDANCE = (0.0, 1.0, 2.0, 4.0, 8.0)
 
 
@@ -51,13 +52,17 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--guidance-sampler", default="dpm++:20")
     ap.add_argument("--figures", type=Path, default=None)
+    ap.add_argument("--rows", default=None, help='samplers: "sampler:steps,..." (default: every row of the table)')
     args = ap.parse_args()
+    sampler_rows = SAMPLER_ROWS
+    if args.rows:
+        sampler_rows = [(r.split(":")[0], int(r.split(":")[1])) for r in args.rows.split(",")]
     torch.manual_seed(0)
     model = genlab.load(args.run)
     model.to(memory_format=torch.channels_last)
     t0 = time.perf_counter()
     if args.table == "samplers":
-        rows = sample_rows(model, args.n, args.seed, [{"sampler": s, "steps": k} for s, k in SAMPLER_ROWS],
+        rows = sample_rows(model, args.n, args.seed, [{"sampler": s, "steps": k} for s, k in sampler_rows],
                            args.figures, "sampler")
     else:
         s, k = args.guidance_sampler.split(":")

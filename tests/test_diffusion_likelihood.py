@@ -2,6 +2,7 @@
 sampler's own reverse chain for Gaussian data (a linear-Gaussian chain, so p(x0) is a Gaussian computed by
 recursion), the stratified estimate against the full sum, and the discretised decoder against scipy."""
 
+import json
 import math
 
 import numpy as np
@@ -142,6 +143,8 @@ def test_image_ddpm_bound_in_the_eval_protocol(cli, tmp_path):
     assert code == 0, err
     res = genlab.evaluate(run, metrics=["nll"], n=64)["metrics"]["nll"]
     assert set(res) == {"n", "dims", "type", "elbo_nats", "elbo_bpd"} and res["type"] == "bound"
+    ev = json.loads(next((run / "evals").glob("*.json")).read_text())
+    assert ev["options"]["k"] is None  # not importance samples here, so not part of the evaluation's key
     assert 0 < res["elbo_bpd"] < 20
     model = genlab.load(run)
     x = genlab.load_dataset("digits", "test").x[:64]

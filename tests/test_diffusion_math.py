@@ -153,6 +153,9 @@ def test_inpainting_follows_the_gaussian_conditional():
     assert out[:, 1].mean().item() == pytest.approx(r * 1.5, abs=0.1)
     assert abs(plain[:, 1].mean().item() - r * 1.5) > 4 * abs(out[:, 1].mean().item() - r * 1.5)
     assert out[:, 1].std().item() == pytest.approx(math.sqrt(1 - r**2), rel=0.25)
+    # PLMS's multistep history under RePaint's repeats (each repeat replaces its timestep's eps): measured 1.29
+    pl = model.inpaint(x, torch.tensor([0.0, 1.0]), seed=0, steps=50, resample=10, sampler="plms")
+    assert (pl[:, 0] == 1.5).all() and pl[:, 1].mean().item() == pytest.approx(r * 1.5, abs=0.1)
 
 
 def test_guidance_one_and_zero_are_exact_and_two_extrapolates():

@@ -230,7 +230,8 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
         model.to(memory_format=torch.channels_last)
     data = model.output_data(rd.data)
     test = rd.dataset("test", data)
-    names = list(metrics) if metrics else applicable(model.spec, model)
+    names = list(metrics) if metrics else [m for m in applicable(model.spec, model)
+                                           if m != "nll" or model.nll_by_default]
     check_names(names)
     if model.spec.kind == "text" and set(names) - {"nll"}:
         raise GenlabError(f"{', '.join(sorted(set(names) - {'nll'}))} compare image or vector features; a text "
@@ -245,8 +246,9 @@ def evaluate(run: str | Path, metrics: list[str] | tuple[str, ...] | None = None
     t0 = time.perf_counter()
     sample_metrics = [m for m in names if m != "nll"]
     n_samples = n or min(10_000, len(test))
+    uses_k = "nll" in names and (model.log_prob_type != "bound" or model.bound_tightens_with_k)
     options = {"n": n_samples if sample_metrics else n, "seed": seed, **sample_opts,
-               "metrics": "+".join(names) if metrics else None, "k": k if "nll" in names else None,
+               "metrics": "+".join(names) if metrics else None, "k": k if uses_k else None,
                "extractor": extractor, "precision": precision if sample_metrics and precision != "fp32" else None}
     result: dict[str, Any] = {"protocol": PROTOCOL_VERSION, "run": str(rd.path), "task": model.task,
                               "trained_on": rd.data["name"], "dataset": data["name"], "split": "test",

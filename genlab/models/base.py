@@ -137,6 +137,7 @@ class GenerativeModel(nn.Module, metaclass=ABCMeta):
     data_kinds: ClassVar[tuple[str, ...]] = ("image", "vector", "table")  # the DataSpec kinds it models
     log_prob_type: ClassVar[str] = ""  # "exact" or "bound" where log_prob exists
     bound_tightens_with_k: ClassVar[bool] = True  # log_prob's k is importance samples (eval: k = 1 and k = 100)
+    nll_by_default: ClassVar[bool] = True  # False: a costly log_prob, scored by `eval` only when asked (--metrics)
     # whether sampling gains from bf16/fp16: False keeps `auto` sampling in float32 (see sampling_precision)
     samples_faster_in_low_precision: ClassVar[bool] = True
     phases: tuple[tuple[str, int], ...] = (("model", 1),)

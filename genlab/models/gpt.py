@@ -7,7 +7,8 @@ it), from genlab's transformer blocks (genlab.nn.transformer), and the same bloc
   cache while the text fits in the block (then the window slides and is re-run per character). Under
   `precision=auto` sampling stays in float32: the cached sampler runs one position per call, and at 16 and 100
   sequences per call it ran 0.81x and 0.91x as fast in bf16 on a Zen 5 CPU (docs/BENCHMARKS.md §18); training
-  gains 1.6-1.8x and uses bf16.
+  gains 1.6-1.8x and uses bf16. (Text longer than the block slides its window uncached, where bf16 measured
+  1.6x faster; `--precision bf16` asks for it.)
 - objective=masked (encoder-only, BERT's masked-token prediction, Devlin et al. 2019): `mask_rate` of the
   characters are replaced by a [MASK] token (id = vocab) and predicted from both sides. It fills in; it has no
   left-to-right likelihood and does not sample.

@@ -54,8 +54,8 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, var: float) -> torch.
 def strata(T: int, terms: int) -> list[tuple[int, int]]:
     """The runs (first, length) of genlab timesteps 1..T-1 (Ho et al.'s 2..T) that the denoising terms are drawn
     from, of geometrically growing length (one step each where that is shorter than one step): a trained model's
-    terms fall about as 1/t (docs/BENCHMARKS.md §21), so each run holds a similar share of the sum and the terms
-    within a run differ by a constant factor. One run per step when terms >= T - 1."""
+    terms fall steeply with t, roughly as 1/t, so each run holds a similar share of the sum and the terms within
+    a run differ by a bounded factor. One run per step when terms >= T - 1."""
     terms = min(terms, T - 1)
     edges = [1]
     for i in range(1, terms + 1):

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from ...config import check, defaults, field_help
+from ...data.dataset import from_levels, to_levels
 from ...data.spec import DataSpec
 from ...errors import GenlabError
 from ...nn.denoisers import DENOISERS, build_denoiser, denoiser_class, denoiser_option_names, denoiser_options
@@ -142,6 +143,7 @@ class DDPM(GenerativeModel):
     SampleOptions = DiffusionSampleOptions
     log_prob_type = "bound"
     bound_tightens_with_k = False  # log_prob's bound is the variational one; k is not importance sampling
+    nll_by_default = False  # terms + 1 network calls per test image: `genlab eval --metrics nll` asks for it
 
     def __init__(self, spec: DataSpec, config: DiffusionConfig):
         super().__init__(spec, config)
@@ -349,7 +351,7 @@ class DDPM(GenerativeModel):
     @torch.no_grad()
     @exact
     @evaluating
-    def log_prob(self, x, y=None, k: int = 1, terms: int = 50, parts: bool = False):
+    def log_prob(self, x, y=None, k: int = 1, terms: int = 10, parts: bool = False):
         """Per-example lower bound on log p(x) in nats (B,): the variational bound (Ho et al. 2020, eq. 5) with
         the ddpm sampler's reverse steps (likelihood.py). For images, a bound on the discrete image's log P (the
         decoder integrates each pixel's bin), as the PixelCNNs' and the flows' bits/dim; for vectors and tables, on
@@ -363,7 +365,10 @@ class DDPM(GenerativeModel):
             raise GenlabError(f"this {self.kind} is conditional: give the labels of the examples (log p(x | y))")
         labels = self.check_conditioning(len(x), y, None) if self.conditioning != "none" else None
         denoise = self.denoiser(self.conditioner(labels), 1.0, self.clip_x0)
-        half_bin = 1 / ((self.spec.levels or 256) - 1) if self.spec.is_image else None
+        levels = self.spec.levels or 256
+        half_bin = 1 / (levels - 1) if self.spec.is_image else None
+        if self.spec.is_image:  # the decoder's bins sit on the grid: values between levels go to the nearest
+            x = from_levels(to_levels(x.clamp(-1, 1), levels), levels)
         bound = variational_bound(x, self.schedule, denoise, terms, half_bin)
         if parts:
             return bound
