@@ -151,8 +151,9 @@ def test_image_ddpm_bound_in_the_eval_protocol(cli, tmp_path):
     torch.manual_seed(0)
     fine = -model.log_prob(x, terms=99).mean().item() / (64 * math.log(2))  # every term
     assert fine == pytest.approx(res["elbo_bpd"], rel=0.05)
-    with pytest.raises(GenlabError, match="terms .* must be >= 1"):
-        model.log_prob(x, terms=0)
+    for bad in (0, -3, 2.5, float("nan")):
+        with pytest.raises(GenlabError, match="terms .* must be an integer >= 1"):
+            model.log_prob(x, terms=bad)
     with pytest.raises(GenlabError, match="NaN or inf"):
         model.log_prob(torch.full((1, 1, 8, 8), float("nan")))
 

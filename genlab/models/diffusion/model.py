@@ -356,10 +356,11 @@ class DDPM(GenerativeModel):
         the ddpm sampler's reverse steps (likelihood.py). For images, a bound on the discrete image's log P (the
         decoder integrates each pixel's bin), as the PixelCNNs' and the flows' bits/dim; for vectors and tables, on
         the density. terms: how many of the T - 1 denoising terms are evaluated (one network call each; the rest
-        estimated without bias, stratified); terms >= T - 1 sums them all, exactly. k: unused (no importance
-        sampling). parts: a dict of the bound's terms (B,) instead: prior, denoising, decoder and nll."""
-        if terms < 1:
-            raise GenlabError(f"terms (denoising terms evaluated) must be >= 1, got {terms}")
+        estimated without bias, stratified); terms >= T - 1 evaluates every one (each at one draw of x_t).
+        k: unused (no importance sampling). parts: a dict of the bound's terms (B,) instead: prior, denoising,
+        decoder and nll."""
+        if isinstance(terms, bool) or not isinstance(terms, int) or terms < 1:
+            raise GenlabError(f"terms (denoising terms evaluated) must be an integer >= 1, got {terms!r}")
         x = self._inputs(x, "log_prob").to(self.device)
         if self.conditioning != "none" and y is None:
             raise GenlabError(f"this {self.kind} is conditional: give the labels of the examples (log p(x | y))")
