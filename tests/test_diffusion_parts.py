@@ -95,6 +95,8 @@ def test_dpm_solver_keeps_the_last_x0_of_the_previous_timestep():
     second = repeated.step(x, x0_next, None, a2, a3)
     assert torch.equal(second, once.step(x, x0_next, None, a2, a3))
     assert not torch.equal(second, sampler_class("dpm++")().step(x, x0_next, None, a2, a3))  # second order
+    again = repeated.step(x, x0_first, None, a2, a3)  # RePaint's repeat of that step, after re-noising: first order
+    assert torch.equal(again, sampler_class("dpm++")().step(x, x0_first, None, a2, a3))
     assert torch.equal(repeated.step(x, x0_next, None, a3, s.abar_at(0), final=True),
                        sampler_class("dpm++")().step(x, x0_next, None, a3, s.abar_at(0)))  # the last: first order
 
