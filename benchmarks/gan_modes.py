@@ -41,6 +41,11 @@ SETTINGS = {
     # Metz et al. 2017: G's loss through 5 look-ahead D steps; the same iterations (each costs 5-8x, §44)
     "ns + unrolled 5": ({"loss": "ns", "unroll": 5}, 1e-3, 1.0),
     "minimax + unrolled 5": ({"loss": "minimax", "unroll": 5}, 1e-3, 1.0),  # minimax collapses on the ring (§13)
+    # Salimans et al. 2016: feature matching (here added to ns's loss at weight 1) and one-sided smoothing to 0.9
+    "ns + feature matching": ({"loss": "ns", "feature_matching": 1.0}, 1e-3, 1.0),
+    "ns + label smoothing 0.1": ({"loss": "ns", "label_smoothing": 0.1}, 1e-3, 1.0),
+    # Heusel et al. 2017 (TTUR): D's lr 4x G's; D keeps ns's 1e-3, G gets a quarter of it
+    "ns + TTUR 4": ({"loss": "ns", "d_lr_ratio": 4.0}, 2.5e-4, 1.0),
 }
 # VEEGAN (Srivastava et al. 2017) Table 1 and PacGAN (Lin et al. 2018) Table 2: modes, % high quality
 PUBLISHED = {"gaussians8": {"GAN (VEEGAN)": "1.0 / 99.3%", "PacGAN4": "7.8 / 94.3%"},
