@@ -35,6 +35,7 @@ SETTINGS = {
     "minimax": ({"loss": "minimax"}, 1e-3, 1.0),
     "ns": ({"loss": "ns"}, 1e-3, 1.0),
     "wgan-gp": ({"loss": "wgan-gp"}, 1e-4, 1 / 3),
+    "wgan (clip 0.01)": ({"loss": "wgan"}, 1e-4, 1 / 3),  # Arjovsky et al. 2017's weight clipping, as wgan-gp's budget
     "hinge + SN": ({"loss": "hinge", "spectral_norm": True}, 2e-4, 1.0),
     "ns + PacGAN4": ({"loss": "ns", "pac": 4}, 1e-3, 1.0),
     "ns + minibatch std": ({"loss": "ns", "minibatch_std": True}, 1e-3, 1.0),
