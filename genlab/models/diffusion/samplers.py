@@ -111,12 +111,9 @@ class DPMSolverPP2M(Sampler):
         self._cur: tuple[float, torch.Tensor] | None = None  # ... and of this one
 
     def step(self, x, x0, eps, a, a_prev, noise=None, final=False):
-        repeat = self._cur is not None and self._cur[0] == a
-        if self._cur is not None and not repeat:  # a new timestep; a repeat (RePaint) replaces its x0
-            self._prev = self._cur
+        repeat = self._cur is not None and self._cur[0] == a  # RePaint: replace this level's x0, first order
+        self._prev = None if repeat else self._cur
         self._cur = (a, x0)
-        if repeat:
-            self._prev = None
         if a_prev >= 1.0:  # a step to sigma = 0 (only from t = 0): first order gives x0 itself
             return x0
         lam = lambda ab: 0.5 * math.log(ab / (1 - ab))
